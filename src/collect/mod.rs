@@ -1,0 +1,2 @@
+//! Collectors: the only stage that touches the world.
+pub mod postgres;

@@ -1,0 +1,13 @@
+//! pgready: a production-readiness auditor for PostgreSQL.
+//!
+//! The pipeline is collect → facts → evaluate → judge → render (see `ARCHITECTURE.md`).
+
+pub mod cli;
+pub mod collect;
+pub mod config;
+pub mod evaluate;
+pub mod facts;
+pub mod judge;
+pub mod report;
+pub mod rules;
+pub mod target;
