@@ -1,0 +1,309 @@
+//! `databases`: one element per `pg_database` row, with its statistics and, read over a
+//! connection to that database, its extensions.
+
+use std::cell::{Cell, RefCell};
+
+use serde_json::{Map, Value, json};
+use tokio_postgres::Row;
+
+use super::{DbConnector, col, pg_error};
+
+/// How big each database is. `pg_database_size()` needs CONNECT on the database or the
+/// privileges of pg_read_all_stats; checking first keeps one forbidden database from
+/// failing the whole query. An invalid database (`datconnlimit = -2`, left by an
+/// interrupted DROP DATABASE since 14.9/15.4/16.0) is not measured.
+const SIZE_EXPR: &str = "\
+CASE WHEN d.datconnlimit <> -2 \
+      AND (pg_catalog.has_database_privilege(d.oid, 'CONNECT') \
+           OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE')) \
+     THEN pg_catalog.pg_database_size(d.oid) END";
+
+/// The databases query; `with_sizes` false is the fallback when measuring one failed.
+pub(crate) fn sql(with_sizes: bool) -> String {
+    let size = if with_sizes { SIZE_EXPR } else { "NULL::int8" };
+    format!(
+        "SELECT d.datname::text AS name, d.oid::int8 AS oid, \
+                d.datallowconn AS allow_connections, d.datistemplate AS is_template, \
+                d.datconnlimit::int8 AS connection_limit, \
+                pg_catalog.has_database_privilege(d.oid, 'CONNECT') AS can_connect, \
+                {size} AS size_bytes, \
+                pg_catalog.age(d.datfrozenxid)::int8 AS xid_age, \
+                pg_catalog.mxid_age(d.datminmxid)::int8 AS mxid_age, \
+                pg_catalog.pg_encoding_to_char(d.encoding)::text AS encoding, \
+                s.datid IS NOT NULL AS has_stats, \
+                s.numbackends::int8 AS numbackends, s.xact_commit::int8 AS xact_commit, \
+                s.xact_rollback::int8 AS xact_rollback, s.deadlocks::int8 AS deadlocks, \
+                s.temp_files::int8 AS temp_files, s.temp_bytes::int8 AS temp_bytes, \
+                s.checksum_failures::int8 AS checksum_failures, \
+                floor(extract(epoch FROM s.checksum_last_failure))::int8 AS checksum_last_failure, \
+                s.conflicts::int8 AS conflicts, s.blks_read::int8 AS blks_read, \
+                s.blks_hit::int8 AS blks_hit, \
+                floor(extract(epoch FROM s.stats_reset))::int8 AS stats_reset \
+         FROM pg_catalog.pg_database d \
+         LEFT JOIN pg_catalog.pg_stat_database s ON s.datid = d.oid \
+         ORDER BY d.datname"
+    )
+}
+
+pub(crate) const EXTENSIONS_SQL: &str = "\
+SELECT e.extname::text AS name, e.extversion::text AS version, n.nspname::text AS schema \
+FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace \
+ORDER BY e.extname";
+
+/// One database as read from the catalog, before its extensions are known.
+pub(crate) struct Db {
+    pub name: String,
+    allow_connections: bool,
+    is_template: bool,
+    connection_limit: i64,
+    can_connect: bool,
+    size_hidden: bool,
+    data: Map<String, Value>,
+}
+
+pub(crate) fn parse(rows: &[Row]) -> Result<Vec<Db>, String> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let name: String = col(row, "name")?;
+        let allow_connections: bool =
+            col::<Option<bool>>(row, "allow_connections")?.unwrap_or(false);
+        let is_template: bool = col::<Option<bool>>(row, "is_template")?.unwrap_or(false);
+        let connection_limit: Option<i64> = col(row, "connection_limit")?;
+        let can_connect: bool = col::<Option<bool>>(row, "can_connect")?.unwrap_or(false);
+        let size: Option<i64> = col(row, "size_bytes")?;
+        let has_stats: bool = col::<Option<bool>>(row, "has_stats")?.unwrap_or(false);
+        let stats = if has_stats {
+            json!({
+                "numbackends": col::<Option<i64>>(row, "numbackends")?,
+                "xact_commit": col::<Option<i64>>(row, "xact_commit")?,
+                "xact_rollback": col::<Option<i64>>(row, "xact_rollback")?,
+                "deadlocks": col::<Option<i64>>(row, "deadlocks")?,
+                "temp_files": col::<Option<i64>>(row, "temp_files")?,
+                "temp_bytes": col::<Option<i64>>(row, "temp_bytes")?,
+                "checksum_failures": col::<Option<i64>>(row, "checksum_failures")?,
+                "checksum_last_failure": col::<Option<i64>>(row, "checksum_last_failure")?,
+                "conflicts": col::<Option<i64>>(row, "conflicts")?,
+                "blks_read": col::<Option<i64>>(row, "blks_read")?,
+                "blks_hit": col::<Option<i64>>(row, "blks_hit")?,
+                "stats_reset": col::<Option<i64>>(row, "stats_reset")?,
+            })
+        } else {
+            Value::Null
+        };
+        let mut data = Map::new();
+        data.insert("name".into(), json!(name));
+        data.insert("oid".into(), json!(col::<Option<i64>>(row, "oid")?));
+        data.insert("allow_connections".into(), json!(allow_connections));
+        data.insert("is_template".into(), json!(is_template));
+        data.insert("connection_limit".into(), json!(connection_limit));
+        data.insert("size_bytes".into(), json!(size));
+        data.insert("xid_age".into(), json!(col::<Option<i64>>(row, "xid_age")?));
+        data.insert(
+            "mxid_age".into(),
+            json!(col::<Option<i64>>(row, "mxid_age")?),
+        );
+        data.insert(
+            "encoding".into(),
+            json!(col::<Option<String>>(row, "encoding")?),
+        );
+        data.insert("extensions".into(), Value::Null);
+        data.insert("extensions_reason".into(), Value::Null);
+        data.insert("stats".into(), stats);
+        out.push(Db {
+            name,
+            allow_connections,
+            is_template,
+            connection_limit: connection_limit.unwrap_or(-1),
+            can_connect,
+            size_hidden: size.is_none() && connection_limit != Some(-2),
+            data,
+        });
+    }
+    Ok(out)
+}
+
+/// Why the extensions of `db` are not read, or `None` when they should be.
+fn skip_reason(db: &Db) -> Option<&'static str> {
+    if db.is_template {
+        Some("template database (not inspected)")
+    } else if db.connection_limit == -2 {
+        Some("invalid database (an interrupted DROP DATABASE left it unusable)")
+    } else if !db.allow_connections {
+        Some("database does not accept connections (datallowconn is false)")
+    } else if !db.can_connect {
+        Some("the audit role has no CONNECT privilege on this database")
+    } else {
+        None
+    }
+}
+
+fn extensions_json(rows: &[Row]) -> Result<Value, String> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(json!({
+            "name": col::<Option<String>>(row, "name")?,
+            "version": col::<Option<String>>(row, "version")?,
+            "schema": col::<Option<String>>(row, "schema")?,
+        }));
+    }
+    Ok(Value::Array(out))
+}
+
+/// Extensions of one database over a fresh connection (closed when this returns).
+async fn read_extensions<C: DbConnector>(connector: &C, dbname: &str) -> Result<Value, String> {
+    let client = connector
+        .connect_db(dbname)
+        .await
+        .map_err(|e| format!("connection failed: {e}"))?;
+    let rows = client
+        .query_typed(EXTENSIONS_SQL, &[])
+        .await
+        .map_err(|e| format!("query failed: {}", pg_error(&e)))?;
+    extensions_json(&rows)
+}
+
+/// Fill `extensions` of every database and return the section.
+///
+/// `current` is the database of the main session with the result of [`EXTENSIONS_SQL`]
+/// read on it, so that it needs no second connection.
+pub(crate) async fn finish<C: DbConnector>(
+    dbs: Vec<Db>,
+    current: (&str, Result<Vec<Row>, String>),
+    connector: &C,
+    mut problems: Vec<String>,
+) -> (Value, Vec<String>) {
+    let (current_name, current_rows) = current;
+    let mut results: Vec<Option<Result<Value, String>>> = vec![None; dbs.len()];
+    let mut todo: Vec<usize> = Vec::new();
+    for (i, db) in dbs.iter().enumerate() {
+        if let Some(reason) = skip_reason(db) {
+            results[i] = Some(Err(reason.to_string()));
+        } else if db.name == current_name {
+            results[i] = Some(match &current_rows {
+                Ok(rows) => extensions_json(rows),
+                Err(e) => Err(format!("query failed: {e}")),
+            });
+        } else {
+            todo.push(i);
+        }
+    }
+
+    // Four workers pull databases from a shared queue, so at most four extra sessions
+    // are open at once; they all run on this task (no spawn).
+    let next = Cell::new(0usize);
+    let fetched: RefCell<Vec<(usize, Result<Value, String>)>> = RefCell::new(Vec::new());
+    let worker = || async {
+        loop {
+            let k = next.get();
+            let Some(&i) = todo.get(k) else { break };
+            next.set(k + 1);
+            let r = read_extensions(connector, &dbs[i].name).await;
+            fetched.borrow_mut().push((i, r));
+        }
+    };
+    tokio::join!(worker(), worker(), worker(), worker());
+    for (i, r) in fetched.into_inner() {
+        results[i] = Some(r);
+    }
+
+    let mut failed = Vec::new();
+    let mut hidden_sizes = Vec::new();
+    let mut out = Vec::with_capacity(dbs.len());
+    for (db, result) in dbs.into_iter().zip(results) {
+        let mut data = db.data;
+        match result {
+            Some(Ok(exts)) => {
+                data.insert("extensions".into(), exts);
+            }
+            Some(Err(reason)) => {
+                if skip_reason_is_expected(&reason) {
+                    data.insert("extensions_reason".into(), json!(reason));
+                } else {
+                    failed.push(format!("{}: {reason}", db.name));
+                    data.insert("extensions_reason".into(), json!(reason));
+                }
+            }
+            None => {
+                data.insert("extensions_reason".into(), json!("not read"));
+            }
+        }
+        if db.size_hidden {
+            hidden_sizes.push(db.name);
+        }
+        out.push(Value::Object(data));
+    }
+    if !hidden_sizes.is_empty() {
+        problems.push(format!(
+            "size_bytes is null for {} (needs CONNECT on the database or pg_read_all_stats)",
+            hidden_sizes.join(", ")
+        ));
+    }
+    if !failed.is_empty() {
+        problems.push(format!("extensions not read for {}", failed.join("; ")));
+    }
+    (Value::Array(out), problems)
+}
+
+/// Reasons that describe the database rather than a failure of the audit.
+fn skip_reason_is_expected(reason: &str) -> bool {
+    reason.starts_with("template database")
+        || reason.starts_with("invalid database")
+        || reason.starts_with("database does not accept connections")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fallback_query_has_no_size_call() {
+        let q = sql(false);
+        assert!(!q.contains("pg_database_size"));
+        assert!(q.contains("NULL::int8 AS size_bytes"));
+        assert!(sql(true).contains("pg_database_size"));
+    }
+
+    fn db(allow: bool, template: bool, limit: i64, connect: bool) -> Db {
+        Db {
+            name: "d".into(),
+            allow_connections: allow,
+            is_template: template,
+            connection_limit: limit,
+            can_connect: connect,
+            size_hidden: false,
+            data: Map::new(),
+        }
+    }
+
+    #[test]
+    fn which_databases_are_skipped() {
+        assert!(skip_reason(&db(true, false, -1, true)).is_none());
+        assert!(
+            skip_reason(&db(true, true, -1, true))
+                .unwrap()
+                .starts_with("template")
+        );
+        assert!(
+            skip_reason(&db(false, false, -1, true))
+                .unwrap()
+                .contains("datallowconn")
+        );
+        assert!(
+            skip_reason(&db(true, false, -2, true))
+                .unwrap()
+                .starts_with("invalid")
+        );
+        assert!(
+            skip_reason(&db(true, false, -1, false))
+                .unwrap()
+                .contains("CONNECT")
+        );
+        // a missing privilege is a gap in the audit, not a property of the database
+        assert!(!skip_reason_is_expected(
+            skip_reason(&db(true, false, -1, false)).unwrap()
+        ));
+        assert!(skip_reason_is_expected(
+            skip_reason(&db(false, false, -1, true)).unwrap()
+        ));
+    }
+}
