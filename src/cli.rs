@@ -1,1 +1,138 @@
-//! (in progress)
+//! Command-line definitions (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{Criticality, Deployment, Size, Workload};
+use crate::report::Format;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pgready",
+    version,
+    about = "Tells whether a PostgreSQL server is ready for production: a scored Go/No-Go audit.",
+    after_help = "Exit codes: 0 GO (and GO WITH RESERVATIONS unless --fail-on reservations), 1 NO-GO, \
+                  2 bad input (usage, configuration, rules, facts file), 3 the server could not be audited."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Audit a server (or a saved facts file) and print the Go/No-Go report.
+    Audit(AuditArgs),
+    /// Collect the facts of a server and write them as JSON, without judging.
+    Facts(FactsArgs),
+    /// List, explain and check the rules.
+    Rules(RulesArgs),
+}
+
+/// How to reach the server.
+#[derive(Debug, Args)]
+pub struct ConnArgs {
+    /// Connection string: a URI (postgresql://user@host:5432/db?sslmode=verify-full) or
+    /// key=value pairs (host=db1 user=audit). What it leaves out comes from PGHOST, PGPORT,
+    /// PGUSER, PGDATABASE, PGPASSWORD, ~/.pgpass, PGSSLMODE… as with psql.
+    pub conninfo: Option<String>,
+    /// Seconds to wait for a connection (default 10; the conninfo's connect_timeout wins).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub connect_timeout: u64,
+    /// Seconds a single query may run before the server cancels it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub statement_timeout: u64,
+}
+
+/// The team's context (overrides `[context]` of pgready.toml).
+#[derive(Debug, Args, Default)]
+pub struct ContextArgs {
+    /// Where the server runs; `managed` makes host rules not applicable.
+    #[arg(long, value_enum)]
+    pub deployment: Option<Deployment>,
+    /// Organisation size.
+    #[arg(long, value_enum)]
+    pub size: Option<Size>,
+    /// How critical the service is.
+    #[arg(long, value_enum)]
+    pub criticality: Option<Criticality>,
+    /// The workload the server carries.
+    #[arg(long, value_enum)]
+    pub workload: Option<Workload>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// Exit 1 on NO-GO only.
+    NoGo,
+    /// Exit 1 on NO-GO and on GO WITH RESERVATIONS.
+    Reservations,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Evaluate a snapshot written by `pgready facts` instead of connecting.
+    #[arg(long, value_name = "FILE", conflicts_with = "conninfo")]
+    pub from_facts: Option<PathBuf>,
+    /// The team's pgready.toml (context, overrides, waivers, evidence). Default: ./pgready.toml if present.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A folder of extra rule files, added to the built-in pack (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub rules: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Which decision makes the exit code 1.
+    #[arg(long, value_enum, default_value_t = FailOn::NoGo)]
+    pub fail_on: FailOn,
+    #[command(flatten)]
+    pub context: ContextArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FactsArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Write the snapshot here instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The team's pgready.toml (its evidence and context are part of the snapshot).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub context: ContextArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RulesArgs {
+    #[command(subcommand)]
+    pub command: RulesCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// List every rule (id, pillar, severity, level, checklist items, title).
+    List {
+        /// Extra rule folders to load and list too.
+        #[arg(long, value_name = "DIR")]
+        rules: Vec<PathBuf>,
+        #[arg(long, short = 'f', value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Explain one rule: what it checks, why, how to fix it, references.
+    Show {
+        /// The rule id, e.g. sec.auth.password_encryption.
+        id: String,
+        #[arg(long, value_name = "DIR")]
+        rules: Vec<PathBuf>,
+    },
+    /// Show which rules cover each checklist item, and the items without a rule.
+    Coverage {
+        #[arg(long, value_name = "DIR")]
+        rules: Vec<PathBuf>,
+    },
+}

@@ -1,1 +1,407 @@
-//! (in progress)
+//! `pgready.toml`: the team's context, rule parameter overrides, waivers and the dated
+//! evidence for what no machine can observe (a restore test, a load test, training).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+use toml::value::Datetime;
+
+use crate::rules::{Diagnostic, LoadError, Location, RulePack, line_col};
+
+/// The file's content, validated.
+#[derive(Debug, Default, Clone)]
+pub struct Config {
+    /// Where it was read from (None when there is no file).
+    pub path: Option<PathBuf>,
+    pub context: ContextConfig,
+    pub verdict: VerdictConfig,
+    pub rules: BTreeMap<String, RuleConfig>,
+    pub waivers: Vec<Waiver>,
+    pub evidence: Vec<Evidence>,
+    spans: BTreeMap<String, (usize, usize)>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextConfig {
+    pub size: Option<Size>,
+    pub criticality: Option<Criticality>,
+    pub deployment: Option<Deployment>,
+    pub workload: Option<Workload>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Size {
+    Startup,
+    Mid,
+    Enterprise,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Criticality {
+    Low,
+    Medium,
+    High,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Deployment {
+    SelfManaged,
+    Managed,
+    Kubernetes,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    Web,
+    Oltp,
+    Dw,
+    Mixed,
+    Desktop,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerdictConfig {
+    /// Overrides `scoring.slightly_below` of verdict.toml.
+    pub slightly_below: Option<f64>,
+}
+
+/// Per-rule settings.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    #[serde(default)]
+    pub params: toml::Table,
+}
+
+/// An accepted exception: the rule is reported as `waived`, not as passed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Waiver {
+    pub rule: String,
+    pub reason: String,
+    pub by: String,
+    /// The waiver lapses after this date.
+    #[serde(default)]
+    pub until: Option<Datetime>,
+}
+
+/// A dated, signed-off attestation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evidence {
+    pub item: String,
+    pub date: Datetime,
+    pub by: String,
+    pub result: EvidenceResult,
+    pub summary: String,
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum EvidenceResult {
+    Pass,
+    Fail,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    context: ContextConfig,
+    #[serde(default)]
+    verdict: VerdictConfig,
+    #[serde(default)]
+    rules: BTreeMap<String, Spanned<RuleConfig>>,
+    #[serde(default)]
+    waiver: Vec<Spanned<Waiver>>,
+    #[serde(default)]
+    evidence: Vec<Spanned<Evidence>>,
+}
+
+/// The name looked for in the current folder when `--config` is not given.
+pub const DEFAULT_FILE: &str = "pgready.toml";
+
+fn diag(path: &Path, text: &str, offset: usize, message: String) -> Diagnostic {
+    let (line, column) = line_col(text, offset);
+    Diagnostic {
+        location: Location {
+            file: path.display().to_string(),
+            line,
+            column,
+        },
+        message,
+    }
+}
+
+/// Epoch seconds (UTC midnight for a plain date) of a TOML date or date-time.
+pub fn datetime_epoch(d: &Datetime) -> Option<i64> {
+    let date = d.date?;
+    let month = time::Month::try_from(date.month).ok()?;
+    let day = time::Date::from_calendar_date(i32::from(date.year), month, date.day).ok()?;
+    let mut t = day.midnight().assume_utc();
+    if let Some(tm) = d.time {
+        t = t.replace_time(time::Time::from_hms(tm.hour, tm.minute, tm.second).ok()?);
+    }
+    let mut epoch = t.unix_timestamp();
+    if let Some(toml::value::Offset::Custom { minutes }) = d.offset {
+        epoch -= i64::from(minutes) * 60;
+    }
+    Some(epoch)
+}
+
+impl Config {
+    /// Read `explicit`, else `./pgready.toml` when it exists, else an empty config.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, LoadError> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let p = PathBuf::from(DEFAULT_FILE);
+                if !p.is_file() {
+                    return Ok(Config::default());
+                }
+                p
+            }
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            LoadError(vec![diag(
+                &path,
+                "",
+                0,
+                format!(
+                    "cannot read the configuration file: {e} (check the path given to --config)"
+                ),
+            )])
+        })?;
+        Self::parse(&path, &text)
+    }
+
+    /// Parse a configuration file's text.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, LoadError> {
+        let raw: Raw = toml::from_str(text).map_err(|e| {
+            LoadError(vec![diag(
+                path,
+                text,
+                e.span().map_or(0, |s| s.start),
+                e.message().to_string(),
+            )])
+        })?;
+        let mut errs = Vec::new();
+        let mut spans = BTreeMap::new();
+        let mut evidence = Vec::new();
+        for e in raw.evidence {
+            let at = e.span().start;
+            let e = e.into_inner();
+            if datetime_epoch(&e.date).is_none() {
+                errs.push(diag(
+                    path,
+                    text,
+                    at,
+                    format!(
+                        "evidence for {}: `date` must be a date such as 2026-11-20",
+                        e.item
+                    ),
+                ));
+            }
+            if e.by.trim().is_empty() {
+                errs.push(diag(
+                    path,
+                    text,
+                    at,
+                    format!("evidence for {}: `by` must name who signed it off", e.item),
+                ));
+            }
+            spans.insert(format!("evidence:{}", evidence.len()), line_col(text, at));
+            evidence.push(e);
+        }
+        let mut waivers = Vec::new();
+        for w in raw.waiver {
+            let at = w.span().start;
+            let w = w.into_inner();
+            spans.insert(format!("waiver:{}", w.rule), line_col(text, at));
+            waivers.push(w);
+        }
+        let mut rules = BTreeMap::new();
+        for (id, rc) in raw.rules {
+            spans.insert(format!("rule:{id}"), line_col(text, rc.span().start));
+            rules.insert(id, rc.into_inner());
+        }
+        if !errs.is_empty() {
+            return Err(LoadError(errs));
+        }
+        Ok(Config {
+            path: Some(path.to_path_buf()),
+            context: raw.context,
+            verdict: raw.verdict,
+            rules,
+            waivers,
+            evidence,
+            spans,
+        })
+    }
+
+    fn location(&self, key: &str) -> Location {
+        let (line, column) = self.spans.get(key).copied().unwrap_or((0, 0));
+        Location {
+            file: self
+                .path
+                .as_ref()
+                .map_or_else(|| DEFAULT_FILE.to_string(), |p| p.display().to_string()),
+            line,
+            column,
+        }
+    }
+
+    /// Check the references to rules (overrides, waivers) and the evidence items against
+    /// the loaded pack.
+    pub fn validate(&self, pack: &RulePack) -> Result<(), LoadError> {
+        let mut errs = Vec::new();
+        for (id, rc) in &self.rules {
+            let Some(rule) = pack.get(id) else {
+                errs.push(Diagnostic {
+                    location: self.location(&format!("rule:{id}")),
+                    message: format!("[rules.\"{id}\"]: no such rule (see `pgready rules list`)"),
+                });
+                continue;
+            };
+            for (k, v) in &rc.params {
+                match rule.params.get(k) {
+                    None => errs.push(Diagnostic {
+                        location: self.location(&format!("rule:{id}")),
+                        message: format!(
+                            "[rules.\"{id}\".params]: unknown parameter `{k}` (this rule has: {})",
+                            rule.params.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    }),
+                    Some(default) => {
+                        let same_kind = matches!(
+                            (default, v),
+                            (
+                                serde_json::Value::Number(_),
+                                toml::Value::Integer(_) | toml::Value::Float(_)
+                            ) | (serde_json::Value::String(_), toml::Value::String(_))
+                                | (serde_json::Value::Bool(_), toml::Value::Boolean(_))
+                                | (serde_json::Value::Array(_), toml::Value::Array(_))
+                        );
+                        if !same_kind {
+                            errs.push(Diagnostic {
+                                location: self.location(&format!("rule:{id}")),
+                                message: format!("[rules.\"{id}\".params]: `{k}` must have the same type as its default ({default})"),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        for w in &self.waivers {
+            if pack.get(&w.rule).is_none() {
+                errs.push(Diagnostic {
+                    location: self.location(&format!("waiver:{}", w.rule)),
+                    message: format!(
+                        "[[waiver]]: no such rule `{}` (see `pgready rules list`)",
+                        w.rule
+                    ),
+                });
+            }
+        }
+        for (i, e) in self.evidence.iter().enumerate() {
+            if !pack.verdict.items.iter().any(|it| it.id == e.item) {
+                errs.push(Diagnostic {
+                    location: self.location(&format!("evidence:{i}")),
+                    message: format!(
+                        "[[evidence]]: unknown checklist item `{}` (see `pgready rules coverage`)",
+                        e.item
+                    ),
+                });
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(LoadError(errs))
+        }
+    }
+
+    /// The parameters of `rule` after this file's overrides.
+    pub fn params_for(
+        &self,
+        rule: &crate::rules::Rule,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut params = rule.params.clone();
+        if let Some(rc) = self.rules.get(&rule.id) {
+            for (k, v) in &rc.params {
+                if let Ok(v) = serde_json::to_value(v) {
+                    params.insert(k.clone(), v);
+                }
+            }
+        }
+        params
+    }
+
+    /// The active waiver of `rule_id` at `now`, if any.
+    pub fn waiver(&self, rule_id: &str, now: i64) -> Option<&Waiver> {
+        self.waivers.iter().find(|w| {
+            w.rule == rule_id
+                && w.until
+                    .as_ref()
+                    .and_then(datetime_epoch)
+                    .is_none_or(|until| now < until + 86_400)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_evidence_and_context() {
+        let text = r#"
+[context]
+deployment = "managed"
+
+[[evidence]]
+item = "B3"
+date = 2026-11-20
+by = "Dana"
+result = "pass"
+summary = "restored"
+[evidence.metrics]
+rto_min = 41
+"#;
+        let c = Config::parse(Path::new("pgready.toml"), text).map_err(|e| e.to_string());
+        let Ok(c) = c else { panic!("{c:?}") };
+        assert_eq!(c.context.deployment, Some(Deployment::Managed));
+        assert_eq!(c.evidence.len(), 1);
+        assert_eq!(datetime_epoch(&c.evidence[0].date), Some(1_795_132_800));
+        assert_eq!(c.evidence[0].metrics.get("rto_min"), Some(&41.0));
+    }
+
+    #[test]
+    fn unknown_keys_name_the_line() {
+        let text = "[context]\nsize = \"mid\"\ncolour = \"red\"\n";
+        let err = Config::parse(Path::new("pgready.toml"), text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("pgready.toml:3:1: unknown field `colour`"),
+            "{err}"
+        );
+        let text = "[context]\ndeployment = \"cloud\"\n";
+        let err = Config::parse(Path::new("pgready.toml"), text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("unknown variant `cloud`"), "{err}");
+    }
+}

@@ -1,1 +1,267 @@
-//! (in progress)
+//! Rules × facts → findings. Pure: no I/O.
+
+use std::sync::Arc;
+
+use cel::Value;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::facts::Facts;
+use crate::rules::expr::{self, Compiled, EvalError, Scope};
+use crate::rules::{Pillar, Rule, RulePack, Severity, Test};
+
+/// What a rule concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Fail,
+    Error,
+    NotEvaluated,
+    Waived,
+    Pass,
+    NotApplicable,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Pass,
+        Status::Fail,
+        Status::NotApplicable,
+        Status::NotEvaluated,
+        Status::Error,
+        Status::Waived,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::NotApplicable => "not_applicable",
+            Status::NotEvaluated => "not_evaluated",
+            Status::Error => "error",
+            Status::Waived => "waived",
+        }
+    }
+
+    /// Short label for the terminal.
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::NotApplicable => "N/A",
+            Status::NotEvaluated => "NOT EVALUATED",
+            Status::Error => "ERROR",
+            Status::Waived => "WAIVED",
+        }
+    }
+}
+
+/// One rule's result.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Finding {
+    pub rule_id: String,
+    pub pillar: Pillar,
+    pub title: String,
+    pub severity: Severity,
+    pub level: u8,
+    pub status: Status,
+    pub covers: Vec<String>,
+    /// Why it was not evaluated, errored or waived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The observed value, as the rule describes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actual: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    pub offenders: Vec<String>,
+    pub remediation: String,
+    pub references: Vec<String>,
+}
+
+/// Evaluate every rule of `pack` over `facts`.
+pub fn evaluate(pack: &RulePack, facts: &Facts, config: &Config) -> Vec<Finding> {
+    let mut scope = Scope::new();
+    for (name, section) in &facts.sections {
+        if section.collected {
+            scope.bind(name, expr::to_cel(&section.data));
+        }
+    }
+    scope.bind("now", Value::Int(facts.collected_at));
+    pack.rules
+        .iter()
+        .map(|rule| evaluate_rule(rule, &scope, facts, config))
+        .collect()
+}
+
+enum Outcome {
+    Status(Status, Option<String>),
+    Offenders(Vec<String>),
+}
+
+fn evaluate_rule(rule: &Rule, scope: &Scope<'_>, facts: &Facts, config: &Config) -> Finding {
+    let params = expr::to_cel(&serde_json::Value::Object(config.params_for(rule)));
+    let (outcome, actual) = judge_rule(rule, scope, facts, &params);
+    let (mut status, mut reason, offenders) = match outcome {
+        Outcome::Status(s, r) => (s, r, Vec::new()),
+        Outcome::Offenders(o) if o.is_empty() => (Status::Pass, None, o),
+        Outcome::Offenders(o) => (Status::Fail, None, o),
+    };
+    if matches!(status, Status::Fail | Status::NotEvaluated | Status::Error)
+        && let Some(w) = config.waiver(&rule.id, facts.collected_at)
+    {
+        reason = Some(format!(
+            "waived by {}: {} (would be {})",
+            w.by,
+            w.reason,
+            status.as_str()
+        ));
+        status = Status::Waived;
+    }
+    Finding {
+        rule_id: rule.id.clone(),
+        pillar: rule.pillar,
+        title: rule.title.clone(),
+        severity: rule.severity,
+        level: rule.level,
+        status,
+        covers: rule.covers.clone(),
+        reason,
+        actual,
+        expected: rule.expected.clone(),
+        offenders,
+        remediation: rule.remediation.clone(),
+        references: rule.references.clone(),
+    }
+}
+
+fn judge_rule(
+    rule: &Rule,
+    scope: &Scope<'_>,
+    facts: &Facts,
+    params: &Value,
+) -> (Outcome, Option<String>) {
+    // Sections the rule reads must have been collected.
+    let mut partial = Vec::new();
+    for name in &rule.sections {
+        match facts.section(name) {
+            Some(s) if s.collected => {
+                if s.partial {
+                    partial.push(format!(
+                        "{name} partly collected: {}",
+                        s.reason.as_deref().unwrap_or("unknown reason")
+                    ));
+                }
+            }
+            Some(s) => {
+                let why = s.reason.as_deref().unwrap_or("unknown reason");
+                return (
+                    Outcome::Status(
+                        Status::NotEvaluated,
+                        Some(format!("{name} not collected: {why}")),
+                    ),
+                    None,
+                );
+            }
+            None => {
+                return (
+                    Outcome::Status(Status::NotEvaluated, Some(format!("{name} not collected"))),
+                    None,
+                );
+            }
+        }
+    }
+    let failed = |key: &str, e: EvalError| -> Outcome {
+        match e {
+            EvalError::NoSuchKey(k) if !partial.is_empty() => Outcome::Status(
+                Status::NotEvaluated,
+                Some(format!("`{k}` is not visible ({})", partial.join("; "))),
+            ),
+            e => Outcome::Status(Status::Error, Some(format!("{key}: {e}"))),
+        }
+    };
+    if let Some(when) = &rule.when {
+        match scope.eval(when, params) {
+            Ok(Value::Bool(true)) => {}
+            Ok(Value::Bool(false)) => {
+                return (Outcome::Status(Status::NotApplicable, None), None);
+            }
+            Ok(other) => {
+                return (
+                    Outcome::Status(
+                        Status::Error,
+                        Some(format!("when: expected a bool, got {}", describe(&other))),
+                    ),
+                    None,
+                );
+            }
+            Err(e) => return (failed("when", e), None),
+        }
+    }
+    let actual = rule
+        .actual
+        .as_ref()
+        .and_then(|a| render_actual(a, scope, params));
+    let outcome = match &rule.test {
+        Test::Check(c) => match scope.eval(c, params) {
+            Ok(Value::Bool(true)) => Outcome::Status(Status::Pass, None),
+            Ok(Value::Bool(false)) => Outcome::Status(Status::Fail, None),
+            Ok(other) => Outcome::Status(
+                Status::Error,
+                Some(format!("check: expected a bool, got {}", describe(&other))),
+            ),
+            Err(e) => failed("check", e),
+        },
+        Test::Offenders(c) => match scope.eval(c, params) {
+            Ok(Value::List(items)) => Outcome::Offenders(items.iter().map(display).collect()),
+            Ok(other) => Outcome::Status(
+                Status::Error,
+                Some(format!(
+                    "offenders: expected a list, got {}",
+                    describe(&other)
+                )),
+            ),
+            Err(e) => failed("offenders", e),
+        },
+    };
+    (outcome, actual)
+}
+
+fn render_actual(a: &Compiled, scope: &Scope<'_>, params: &Value) -> Option<String> {
+    scope.eval(a, params).ok().map(|v| display(&v))
+}
+
+/// A value as the report shows it: strings bare, the rest as compact JSON.
+fn display(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.to_string(),
+        Value::Null => "null".to_string(),
+        other => expr::to_json(other).to_string(),
+    }
+}
+
+fn describe(v: &Value) -> String {
+    let s = display(v);
+    let s: String = s.chars().take(80).collect();
+    format!("{:?} {s}", v.type_of_name())
+}
+
+trait TypeName {
+    fn type_of_name(&self) -> Arc<str>;
+}
+
+impl TypeName for Value {
+    fn type_of_name(&self) -> Arc<str> {
+        Arc::from(match self {
+            Value::List(_) => "list",
+            Value::Map(_) => "map",
+            Value::Int(_) => "int",
+            Value::UInt(_) => "uint",
+            Value::Float(_) => "double",
+            Value::String(_) => "string",
+            Value::Bool(_) => "bool",
+            Value::Null => "null",
+            _ => "value",
+        })
+    }
+}

@@ -2,6 +2,7 @@
 //!
 //! The pipeline is collect → facts → evaluate → judge → render (see `ARCHITECTURE.md`).
 
+pub mod app;
 pub mod cli;
 pub mod collect;
 pub mod config;

@@ -1,2 +1,146 @@
-//! Collectors: the only stage that touches the world.
+//! Collectors: the only stage that touches the world. Each fills its own sections of
+//! [`Facts`] or records why it could not.
+
+pub mod host;
 pub mod postgres;
+
+use std::time::Instant;
+
+use serde_json::{Map, Value, json};
+
+use crate::config::{Config, ContextConfig, datetime_epoch};
+use crate::facts::{Facts, Section, TargetInfo};
+use crate::target::{ConnectError, SessionOptions, Target};
+
+/// The audit could not be performed (exit code 3).
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("{0}")]
+    Collect(String),
+}
+
+fn now_epoch() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The `context` section: flags win over the file, the file over the defaults.
+pub fn context_section(flags: &ContextConfig, file: &ContextConfig) -> Section {
+    fn pick<T: serde::Serialize + Copy>(
+        key: &str,
+        flag: Option<T>,
+        file: Option<T>,
+        default: &str,
+        data: &mut Map<String, Value>,
+        sources: &mut Map<String, Value>,
+    ) {
+        let (v, src) = match (flag, file) {
+            (Some(v), _) => (serde_json::to_value(v).unwrap_or(Value::Null), "flag"),
+            (None, Some(v)) => (serde_json::to_value(v).unwrap_or(Value::Null), "file"),
+            (None, None) => (Value::String(default.to_string()), "default"),
+        };
+        data.insert(key.to_string(), v);
+        sources.insert(key.to_string(), Value::String(src.to_string()));
+    }
+    let mut data = Map::new();
+    let mut sources = Map::new();
+    pick(
+        "deployment",
+        flags.deployment,
+        file.deployment,
+        "self-managed",
+        &mut data,
+        &mut sources,
+    );
+    pick(
+        "size",
+        flags.size,
+        file.size,
+        "mid",
+        &mut data,
+        &mut sources,
+    );
+    pick(
+        "criticality",
+        flags.criticality,
+        file.criticality,
+        "medium",
+        &mut data,
+        &mut sources,
+    );
+    pick(
+        "workload",
+        flags.workload,
+        file.workload,
+        "mixed",
+        &mut data,
+        &mut sources,
+    );
+    data.insert("sources".to_string(), Value::Object(sources));
+    Section::ok(Value::Object(data))
+}
+
+/// The `evidence` section from the configuration's `[[evidence]]` entries.
+pub fn evidence_section(config: &Config, now: i64) -> Section {
+    let entries: Vec<Value> = config
+        .evidence
+        .iter()
+        .filter_map(|e| {
+            let date = datetime_epoch(&e.date)?;
+            Some(json!({
+                "item": e.item,
+                "date": date,
+                "age_days": (now - date).div_euclid(86_400),
+                "by": e.by,
+                "result": e.result,
+                "summary": e.summary,
+                "metrics": e.metrics,
+            }))
+        })
+        .collect();
+    Section::ok(json!({
+        "file": config.path.as_ref().map(|p| p.display().to_string()),
+        "entries": entries,
+    }))
+}
+
+/// Collect every section for `target`.
+pub async fn collect(
+    target: &Target,
+    opts: &SessionOptions,
+    config: &Config,
+    context_flags: &ContextConfig,
+) -> Result<Facts, AuditError> {
+    let started = Instant::now();
+    let now = now_epoch();
+    let mut facts = Facts::new(
+        now,
+        TargetInfo {
+            display: target.display(),
+            local: target.is_local(),
+        },
+    );
+    let client = crate::target::connect(target, opts).await?;
+    // WIRE-UP PENDING: postgres::collect(&client, target, opts, &mut facts)
+    let _ = (&client, opts);
+    drop(client);
+    let host = if target.is_local() {
+        host::collect()
+    } else {
+        Section::missing("server is remote (host facts need SSH, not yet supported)")
+    };
+    facts.insert("host", host);
+    add_offline_sections(&mut facts, config, context_flags);
+    facts.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(facts)
+}
+
+/// The sections that come from pgready's own inputs, not from the server: evidence
+/// and context. Used for live audits and to refresh a saved snapshot.
+pub fn add_offline_sections(facts: &mut Facts, config: &Config, context_flags: &ContextConfig) {
+    facts.insert("evidence", evidence_section(config, facts.collected_at));
+    facts.insert("context", context_section(context_flags, &config.context));
+}

@@ -1,0 +1,305 @@
+//! The terminal report: a table per pillar, the Go/No-Go grid, the decision and the
+//! maturity level. Colour only on a TTY and without `NO_COLOR`.
+
+use std::fmt::Write as _;
+
+use comfy_table::{Cell, Color, ContentArrangement, Table, presets};
+
+use super::Report;
+use crate::evaluate::{Finding, Status};
+use crate::judge::{CriterionStatus, Decision, Score};
+use crate::rules::Pillar;
+
+/// How many offenders to show per finding before "… and N more".
+const MAX_OFFENDERS: usize = 5;
+
+pub struct Options {
+    pub color: bool,
+    /// Terminal width; None lets comfy-table decide (it wraps to the TTY).
+    pub width: Option<u16>,
+}
+
+impl Options {
+    /// Colour on a TTY unless `NO_COLOR` is set; 120 columns when not a TTY.
+    pub fn detect() -> Options {
+        use std::io::IsTerminal;
+        let tty = std::io::stdout().is_terminal();
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Options {
+            color: tty && !no_color,
+            width: (!tty).then_some(120),
+        }
+    }
+}
+
+fn new_table(o: &Options) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    if let Some(w) = o.width {
+        t.set_width(w);
+    }
+    if o.color {
+        t.enforce_styling();
+    } else {
+        t.force_no_tty();
+    }
+    t
+}
+
+fn status_cell(s: Status, o: &Options) -> Cell {
+    let c = Cell::new(s.label());
+    if !o.color {
+        return c;
+    }
+    c.fg(match s {
+        Status::Pass => Color::Green,
+        Status::Fail | Status::Error => Color::Red,
+        Status::NotEvaluated => Color::Yellow,
+        Status::NotApplicable | Status::Waived => Color::DarkGrey,
+    })
+}
+
+fn observed(f: &Finding) -> String {
+    let mut out = String::new();
+    if let Some(a) = &f.actual {
+        out.push_str(a);
+    }
+    if !f.offenders.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        let shown: Vec<&str> = f
+            .offenders
+            .iter()
+            .take(MAX_OFFENDERS)
+            .map(String::as_str)
+            .collect();
+        out.push_str(&shown.join("\n"));
+        if f.offenders.len() > MAX_OFFENDERS {
+            let _ = write!(out, "\n… and {} more", f.offenders.len() - MAX_OFFENDERS);
+        }
+    }
+    if let Some(r) = &f.reason {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(r);
+    }
+    out
+}
+
+fn score_line(s: &Score) -> String {
+    let pct = s
+        .percent
+        .map_or_else(|| "not scored".to_string(), |p| format!("{p:.0}%"));
+    let c = &s.counts;
+    let mut parts = vec![format!("{} pass", c.pass), format!("{} fail", c.fail)];
+    for (n, label) in [
+        (c.not_evaluated, "not evaluated"),
+        (c.error, "error"),
+        (c.not_applicable, "not applicable"),
+        (c.waived, "waived"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {label}"));
+        }
+    }
+    format!("{pct} ({})", parts.join(", "))
+}
+
+fn when(epoch: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(epoch)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| epoch.to_string())
+}
+
+/// Render the whole report.
+pub fn render(r: &Report, o: &Options) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "pgready {} audit of {}",
+        r.pgready_version, r.target.display
+    );
+    let version = r.server.version.as_deref().unwrap_or("unknown version");
+    let _ = writeln!(
+        out,
+        "PostgreSQL {version} · collected {} in {} ms",
+        when(r.collected_at),
+        r.duration_ms
+    );
+    if let Some(ctx) = r.context.as_object() {
+        let sources = ctx.get("sources").and_then(|s| s.as_object());
+        let parts: Vec<String> = ["deployment", "size", "criticality", "workload"]
+            .iter()
+            .filter_map(|k| {
+                let v = ctx.get(*k)?.as_str()?;
+                let src = sources
+                    .and_then(|s| s.get(*k))
+                    .and_then(|s| s.as_str())
+                    .unwrap_or("default");
+                Some(format!("{k} {v} ({src})"))
+            })
+            .collect();
+        if !parts.is_empty() {
+            let _ = writeln!(out, "Context: {}", parts.join(", "));
+        }
+    }
+
+    for p in &r.pillars {
+        let findings: Vec<&Finding> = r.findings.iter().filter(|f| f.pillar == p.pillar).collect();
+        if findings.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n{} — {}", p.title, score_line(&p.score));
+        let mut t = new_table(o);
+        t.set_header(vec!["Status", "Severity", "Rule", "Title", "Observed"]);
+        let mut sorted = findings.clone();
+        sorted.sort_by_key(|f| (f.status, std::cmp::Reverse(f.severity)));
+        for f in sorted {
+            t.add_row(vec![
+                status_cell(f.status, o),
+                Cell::new(f.severity.as_str()),
+                Cell::new(&f.rule_id),
+                Cell::new(&f.title),
+                Cell::new(observed(f)),
+            ]);
+        }
+        let _ = writeln!(out, "{t}");
+    }
+
+    let missing: Vec<String> = r
+        .sections
+        .iter()
+        .filter(|(_, s)| !s.collected || s.partial)
+        .map(|(name, s)| {
+            let what = if s.collected {
+                "partly collected"
+            } else {
+                "not collected"
+            };
+            format!(
+                "  {name}: {what}: {}",
+                s.reason.as_deref().unwrap_or("unknown reason")
+            )
+        })
+        .collect();
+    if !missing.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nWhat pgready could not read (rules that need it are NOT EVALUATED, never passed):"
+        );
+        for m in missing {
+            let _ = writeln!(out, "{m}");
+        }
+    }
+
+    let _ = writeln!(out, "\nGo/No-Go grid");
+    let mut t = new_table(o);
+    t.set_header(vec![
+        "Criterion",
+        "Requirement",
+        "Score",
+        "Minimum",
+        "Status",
+        "Blocking rules",
+    ]);
+    for c in &r.verdict.criteria {
+        let status = match c.status {
+            CriterionStatus::Met => "met",
+            CriterionStatus::Below => "below",
+            CriterionStatus::Unverified => "unverified",
+        };
+        let mut cell = Cell::new(if c.hard_blocker {
+            format!("{status} (hard blocker)")
+        } else {
+            status.to_string()
+        });
+        if o.color {
+            cell = cell.fg(if c.status == CriterionStatus::Met {
+                Color::Green
+            } else {
+                Color::Red
+            });
+        }
+        let shown: Vec<&str> = c
+            .failing_rules
+            .iter()
+            .take(MAX_OFFENDERS)
+            .map(String::as_str)
+            .collect();
+        let mut blocking = shown.join("\n");
+        if c.failing_rules.len() > MAX_OFFENDERS {
+            let _ = write!(
+                blocking,
+                "\n… and {} more",
+                c.failing_rules.len() - MAX_OFFENDERS
+            );
+        }
+        t.add_row(vec![
+            Cell::new(format!("{} {}", c.id, c.title)),
+            Cell::new(&c.requirement),
+            Cell::new(
+                c.score
+                    .map_or_else(|| "—".to_string(), |s| format!("{s:.0}%")),
+            ),
+            Cell::new(format!("{:.0}%", c.minimum)),
+            cell,
+            Cell::new(blocking),
+        ]);
+    }
+    let _ = writeln!(out, "{t}");
+
+    let decision = r.verdict.decision.label();
+    let decision = if o.color {
+        let code = match r.verdict.decision {
+            Decision::Go => "32",
+            Decision::GoWithReservations => "33",
+            Decision::NoGo => "31",
+        };
+        format!("\x1b[1;{code}m{decision}\x1b[0m")
+    } else {
+        decision.to_string()
+    };
+    let _ = writeln!(out, "\nDecision: {decision}");
+    for reason in &r.verdict.reasons {
+        let _ = writeln!(out, "  - {reason}");
+    }
+    let _ = writeln!(
+        out,
+        "\nMaturity: level {} ({})",
+        r.verdict.maturity_level, r.verdict.maturity_name
+    );
+    if let Some(n) = &r.verdict.next_level {
+        let _ = writeln!(
+            out,
+            "To reach level {} ({}: {}), fix {} rule{}:",
+            n.level,
+            n.name,
+            n.description,
+            n.blocking_rules.len(),
+            if n.blocking_rules.len() == 1 { "" } else { "s" }
+        );
+        for id in &n.blocking_rules {
+            let title = r
+                .findings
+                .iter()
+                .find(|f| &f.rule_id == id)
+                .map_or("", |f| f.title.as_str());
+            let _ = writeln!(out, "  - {id}: {title}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nA score is not a decision: the decision follows the Go/No-Go grid. `pgready rules show ID` explains a rule and how to fix it."
+    );
+    let _ = Pillar::ALL;
+    out
+}
