@@ -124,8 +124,9 @@ pub async fn collect(
         },
     );
     let client = crate::target::connect(target, opts).await?;
-    // WIRE-UP PENDING: postgres::collect(&client, target, opts, &mut facts)
-    let _ = (&client, opts);
+    postgres::collect(&client, target, opts, &mut facts)
+        .await
+        .map_err(|e| AuditError::Collect(e.to_string()))?;
     drop(client);
     let host = if target.is_local() {
         host::collect()
