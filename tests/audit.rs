@@ -1,0 +1,326 @@
+//! End-to-end audits of real PostgreSQL servers (18 and 17, a default "cowboy" cluster
+//! and a hardened one), through the real binary.
+
+mod common;
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn json_report(out: &std::process::Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not a JSON report ({e}):\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn audit_json(name: &str) -> (Value, Option<i32>) {
+    let pg = common::cluster(name);
+    let out = pg.pgready(&["audit", &pg.uri, "--format", "json"]);
+    (json_report(&out), out.status.code())
+}
+
+fn findings(report: &Value) -> &Vec<Value> {
+    report["findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no findings in {report}"))
+}
+
+/// Status of each rule covering `item`.
+fn statuses<'a>(report: &'a Value, item: &str) -> Vec<(&'a str, &'a str)> {
+    findings(report)
+        .iter()
+        .filter(|f| {
+            f["covers"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|x| x == item))
+        })
+        .map(|f| {
+            (
+                f["rule_id"].as_str().unwrap_or(""),
+                f["status"].as_str().unwrap_or(""),
+            )
+        })
+        .collect()
+}
+
+fn status(report: &Value, rule: &str) -> String {
+    findings(report)
+        .iter()
+        .find(|f| f["rule_id"] == rule)
+        .and_then(|f| f["status"].as_str())
+        .unwrap_or_else(|| panic!("no finding {rule}"))
+        .to_string()
+}
+
+fn some_rule_fails(report: &Value, item: &str) {
+    let s = statuses(report, item);
+    assert!(
+        s.iter().any(|(_, st)| *st == "fail"),
+        "expected a failing rule for {item}, got {s:?}"
+    );
+}
+
+fn no_rule_fails(report: &Value, item: &str) {
+    let s = statuses(report, item);
+    assert!(!s.is_empty(), "no rule covers {item}");
+    assert!(
+        s.iter().all(|(_, st)| *st == "pass" || *st == "not_applicable"),
+        "expected every rule for {item} to pass, got {s:?}"
+    );
+}
+
+fn check_default(name: &str) {
+    let (r, code) = audit_json(name);
+    assert_eq!(code, Some(1), "a default cluster is NO-GO");
+    assert_eq!(r["verdict"]["decision"], "NO_GO");
+    assert_eq!(r["verdict"]["maturity_level"], 0);
+    // What a default initdb really gets wrong.
+    for item in ["S4", "B2", "M1", "C1", "C6", "S8", "B3", "G6", "G7"] {
+        some_rule_fails(&r, item);
+    }
+    // ... and what it really gets right: no false alarm.
+    for item in ["S2", "C7", "C8"] {
+        no_rule_fails(&r, item);
+    }
+    assert_eq!(status(&r, "sec.auth.password_encryption"), "pass");
+    // The bootstrap superuser connected: everything was readable.
+    for (section, s) in r["sections"].as_object().into_iter().flatten() {
+        assert_eq!(s["collected"], true, "{section} not collected: {s}");
+    }
+    // Nothing broken in the rule pack.
+    let errors: Vec<_> = findings(&r)
+        .iter()
+        .filter(|f| f["status"] == "error")
+        .collect();
+    assert!(errors.is_empty(), "rules in error: {errors:?}");
+}
+
+fn check_hardened(name: &str) {
+    let pg = common::cluster(name);
+    let out = pg.pgready(&["audit", &pg.uri, "--format", "json"]);
+    let r = json_report(&out);
+    let bad: Vec<String> = findings(&r)
+        .iter()
+        .filter(|f| !matches!(f["status"].as_str(), Some("pass" | "not_applicable")))
+        .map(|f| format!("{} {} {} {}", f["rule_id"], f["status"], f["actual"], f["reason"]))
+        .collect();
+    assert!(bad.is_empty(), "{name}: rules not passing on a hardened server:\n{}", bad.join("\n"));
+    assert_eq!(r["verdict"]["decision"], "GO", "{}", r["verdict"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(r["verdict"]["maturity_level"].as_u64().unwrap_or(0) >= 2, "{}", r["verdict"]);
+    let v = r["server"]["version_num"].as_i64().unwrap_or(0);
+    assert_eq!(v / 10000, i64::from(pg.major));
+}
+
+#[test]
+fn pg18_default_cluster_is_no_go() {
+    check_default("pg18-default");
+    // Data checksums are on by default from 18.
+    let (r, _) = audit_json("pg18-default");
+    no_rule_fails(&r, "S9");
+}
+
+#[test]
+fn pg17_default_cluster_is_no_go() {
+    check_default("pg17-default");
+    // Before 18, initdb leaves checksums off.
+    let (r, _) = audit_json("pg17-default");
+    some_rule_fails(&r, "S9");
+}
+
+#[test]
+fn pg18_hardened_cluster_is_go() {
+    check_hardened("pg18-hardened");
+}
+
+#[test]
+fn pg17_hardened_cluster_is_go() {
+    check_hardened("pg17-hardened");
+}
+
+#[test]
+fn text_report_shows_grid_decision_and_maturity() {
+    let pg = common::cluster("pg18-default");
+    let out = pg.pgready(&["audit", &pg.uri]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for needle in [
+        "PostgreSQL 18.",
+        "Security",
+        "Go/No-Go grid",
+        "G4 Backup tested",
+        "Decision: NO-GO",
+        "hard blocker: G4",
+        "Maturity: level 0 (Cowboy)",
+        "To reach level 1",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    assert!(!text.contains("\x1b["), "no colour with NO_COLOR");
+}
+
+#[test]
+fn offline_audit_of_saved_facts_gives_the_same_findings() {
+    let pg = common::cluster("pg18-hardened");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("facts.json");
+    let file_s = file.to_string_lossy().to_string();
+    let out = pg.pgready(&["facts", &pg.uri, "-o", &file_s]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let live = pg.pgready(&["audit", &pg.uri, "--format", "json"]);
+    let offline = pg.pgready(&["audit", "--from-facts", &file_s, "--format", "json"]);
+    assert_eq!(live.status.code(), offline.status.code());
+    let (live, offline) = (json_report(&live), json_report(&offline));
+    assert_eq!(live["findings"], offline["findings"]);
+    assert_eq!(live["verdict"], offline["verdict"]);
+    // The snapshot holds no secret.
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    if let Some(pw) = &pg.password {
+        assert!(!text.contains(pw.as_str()), "the facts file holds the password");
+    }
+    assert!(!text.contains("SCRAM-SHA-256$"), "the facts file holds a password hash");
+}
+
+#[test]
+fn wrong_password_is_exit_3_without_the_password() {
+    let pg = common::cluster("pg18-hardened");
+    let secret = "not-the-Password-42";
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgready"))
+        .args(["audit", &pg.uri])
+        .current_dir(&pg.dir)
+        .env("PGPASSWORD", secret)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(3), "{all}");
+    assert!(all.contains("password authentication failed"), "{all}");
+    assert!(!all.contains(secret), "the password was printed: {all}");
+    assert!(!all.contains("panicked"), "{all}");
+}
+
+#[test]
+fn password_in_the_uri_is_never_printed() {
+    let pg = common::cluster("pg18-hardened");
+    let Some(pw) = &pg.password else {
+        panic!("the hardened cluster has a password")
+    };
+    let uri = pg.uri.replacen("postgres@", &format!("postgres:{pw}@"), 1);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgready"))
+        .args(["audit", &uri])
+        .current_dir(&pg.dir)
+        .env("NO_COLOR", "1")
+        .env_remove("PGPASSWORD")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(!all.contains(pw.as_str()), "the password was printed");
+}
+
+#[test]
+fn refused_connection_is_exit_3_quickly() {
+    // A port nobody listens on: bind one, note it, close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgready"))
+        .args(["audit", &format!("postgresql://audit@127.0.0.1:{port}/postgres")])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.to_lowercase().contains("refused"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn server_that_never_answers_times_out_with_exit_3() {
+    // Accepts TCP (the kernel completes the handshake) but never speaks: like a stopped postmaster.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgready"))
+        .args([
+            "audit",
+            &format!("host=127.0.0.1 port={port} user=audit sslmode=disable"),
+            "--connect-timeout",
+            "2",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(listener);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("timed out"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pgready"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn bad_input_is_exit_2_with_a_clear_message() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["audit", "host=db1 sslmode=sometimes"], "sslmode"),
+        (&["audit", "host=db1 colour=red"], "colour"),
+        (&["audit", "postgresql://db1:notaport/x"], "port"),
+        (&["audit", "--format", "yaml", "--from-facts", "x.json"], "yaml"),
+        (&["audit", "--from-facts", "/nonexistent/facts.json"], "cannot read facts file"),
+        (&["rules", "show", "no.such.rule"], "no rule"),
+    ];
+    for (args, needle) in cases {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn broken_facts_and_rule_files_name_file_and_line() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let facts = dir.path().join("facts.json");
+    std::fs::write(&facts, "{\n  \"collected_at\": 1,\n  \"sections\": [\n").unwrap_or_else(|e| panic!("{e}"));
+    let out = run(&["audit", "--from-facts", &facts.to_string_lossy()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("facts.json:"), "{err}");
+
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap_or_else(|e| panic!("{e}"));
+    let mut f = std::fs::File::create(rules.join("mine.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let _ = write!(
+        f,
+        "[[rule]]\nid = \"sec.team.no_trust\"\npillar = \"security\"\ntitle = \"t\"\ncovers = [\"S1\"]\n\
+         severity = \"high\"\nlevel = 1\nrationale = \"r\"\ncheck = \"hba.all(r r.auth_method != 'trust')\"\n\
+         remediation = \"x\"\nreferences = [\"https://example.org\"]\n"
+    );
+    drop(f);
+    let out = run(&["audit", "--rules", &rules.to_string_lossy(), "postgresql://127.0.0.1:1/x"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("mine.toml:9:"), "{err}");
+    assert!(err.contains("rule sec.team.no_trust: check:"), "{err}");
+}
