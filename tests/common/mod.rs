@@ -1,0 +1,253 @@
+//! Integration-test harness: real PostgreSQL servers from `scripts/pg-sandbox`.
+//!
+//! ```ignore
+//! mod common;
+//!
+//! #[test]
+//! fn audits_the_hardened_server() {
+//!     let pg = common::cluster("pg18-hardened");
+//!     let out = pg.pgready(&["audit", &pg.uri, "--format", "json"]);
+//!     assert!(out.status.code().is_some(), "{}", String::from_utf8_lossy(&out.stderr));
+//! }
+//! ```
+//!
+//! The first call to [`cluster`] starts every scenario cluster of [`SCENARIOS`] at once (one
+//! thread each); they are shared by all the tests of this test binary and stopped when the
+//! process exits (an `atexit` handler, plus the sandbox's owner-pid watchdog in case the process
+//! is killed). A cluster that could not be started makes every test that asks for it panic
+//! with the sandbox's stderr: a test that needs a server fails, it never skips.
+//!
+//! Treat the shared servers as read-only: a test that changes one (roles, settings,
+//! databases) changes it for every other test of the binary. A test that needs to change a
+//! server starts its own with [`sandbox`]`(["start", NAME, ...])`.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The shared clusters: name, PostgreSQL major, `scripts/pg-sandbox` scenario.
+pub const SCENARIOS: &[(&str, u32, &str)] = &[
+    ("pg18-default", 18, "default"),
+    ("pg18-hardened", 18, "hardened"),
+    ("pg17-default", 17, "default"),
+    ("pg17-hardened", 17, "hardened"),
+];
+
+/// A running sandbox cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    /// Cluster name, e.g. `pg18-hardened` (major and scenario).
+    pub name: String,
+    /// PostgreSQL major version of the server.
+    pub major: u32,
+    /// `default` (initdb's defaults: trust, no TLS) or `hardened`.
+    pub scenario: String,
+    /// Connection URI: `postgresql://postgres@127.0.0.1:PORT/postgres` (default), or
+    /// `postgresql://postgres@localhost:PORT/postgres?sslmode=verify-full&sslrootcert=DIR/ca.crt`.
+    pub uri: String,
+    /// The password of role `postgres` (hardened only; default clusters trust loopback).
+    pub password: Option<String>,
+    /// The cluster folder: `data/`, `ca.crt`, `archive/`, `pgready.toml` (hardened), logs.
+    pub dir: PathBuf,
+}
+
+impl Cluster {
+    /// TCP port of the server (on 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        let after = self
+            .uri
+            .rsplit_once('@')
+            .and_then(|(_, rest)| rest.split_once(':'))
+            .map(|(_, rest)| rest)
+            .unwrap_or_else(|| panic!("no port in {}", self.uri));
+        let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+        digits
+            .parse()
+            .unwrap_or_else(|e| panic!("bad port in {}: {e}", self.uri))
+    }
+
+    /// The evidence file of the scenario, if it has one (hardened).
+    pub fn evidence_file(&self) -> Option<PathBuf> {
+        let f = self.dir.join("pgready.toml");
+        f.is_file().then_some(f)
+    }
+
+    /// Runs the real `pgready` binary with `args` and waits for it.
+    ///
+    /// Environment: every `PG*` variable of the test process is removed (so neither the
+    /// developer's PGHOST nor PGREADY_* settings leak in), `PGPASSWORD` is set when the
+    /// cluster has a password, and `NO_COLOR=1`. The working directory is the cluster
+    /// folder, so the hardened scenario's `pgready.toml` (evidence) is picked up as
+    /// `./pgready.toml`; use absolute paths in `args`.
+    pub fn pgready(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgready"));
+        cmd.args(args).current_dir(&self.dir).stdin(Stdio::null());
+        clean_pg_env(&mut cmd);
+        cmd.env("NO_COLOR", "1");
+        if let Some(pw) = &self.password {
+            cmd.env("PGPASSWORD", pw);
+        }
+        cmd.output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", env!("CARGO_BIN_EXE_pgready")))
+    }
+}
+
+/// The shared cluster `name` (one of [`SCENARIOS`]), started on first use.
+///
+/// Panics if `name` is unknown or its cluster could not be started (with the sandbox's
+/// stderr in the message).
+pub fn cluster(name: &str) -> &'static Cluster {
+    static CLUSTERS: OnceLock<HashMap<&'static str, Result<Cluster, String>>> = OnceLock::new();
+    let all = CLUSTERS.get_or_init(start_all);
+    match all.get(name) {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => panic!("{e}"),
+        None => panic!(
+            "no sandbox cluster named {name:?}; the harness knows {:?}",
+            SCENARIOS.iter().map(|s| s.0).collect::<Vec<_>>()
+        ),
+    }
+}
+
+/// Path of `scripts/pg-sandbox`.
+pub fn sandbox_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-sandbox")
+}
+
+/// The folder that holds the sandbox clusters (`PGREADY_SANDBOX_DIR`, default `.sandbox`).
+pub fn sandbox_dir() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    match std::env::var_os("PGREADY_SANDBOX_DIR") {
+        Some(d) if !d.is_empty() => root.join(d), // join keeps an absolute path as it is
+        _ => root.join(".sandbox"),
+    }
+}
+
+/// Runs `scripts/pg-sandbox ARGS` (with the same sandbox folder as the harness).
+pub fn sandbox(args: &[&str]) -> Output {
+    let mut cmd = Command::new(sandbox_script());
+    cmd.args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PGREADY_SANDBOX_DIR", sandbox_dir())
+        // The cluster names promise a major: binaries from PG_BIN would break that.
+        .env_remove("PG_BIN")
+        .stdin(Stdio::null());
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", sandbox_script().display()))
+}
+
+fn clean_pg_env(cmd: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PG") {
+            cmd.env_remove(key);
+        }
+    }
+}
+
+fn start_all() -> HashMap<&'static str, Result<Cluster, String>> {
+    // Registered before anything starts, so that even a half-failed start is cleaned up.
+    // SAFETY: `stop_all` is an `extern "C" fn()` that never unwinds.
+    let rc = unsafe { libc::atexit(stop_all) };
+    assert_eq!(rc, 0, "atexit failed");
+    let owner = std::process::id().to_string();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = SCENARIOS
+            .iter()
+            .map(|&(name, major, scenario)| {
+                let owner = owner.as_str();
+                (
+                    name,
+                    s.spawn(move || start_one(name, major, scenario, owner)),
+                )
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(name, h)| {
+                let result = h
+                    .join()
+                    .unwrap_or_else(|_| Err(format!("starting {name} panicked")));
+                (name, result)
+            })
+            .collect()
+    })
+}
+
+fn start_one(name: &str, major: u32, scenario: &str, owner: &str) -> Result<Cluster, String> {
+    let major_s = major.to_string();
+    let out = sandbox(&[
+        "start",
+        name,
+        "--major",
+        &major_s,
+        "--scenario",
+        scenario,
+        "--owner-pid",
+        owner,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!(
+            "scripts/pg-sandbox start {name} --major {major} --scenario {scenario} failed ({}):\n{stderr}",
+            out.status
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let uri = stdout.trim().to_string();
+    if uri.lines().count() != 1 || !uri.starts_with("postgresql://") {
+        return Err(format!(
+            "scripts/pg-sandbox start {name} printed no URI on stdout:\nstdout: {stdout}\nstderr: {stderr}"
+        ));
+    }
+    let dir = sandbox_dir().join(name);
+    let password = match std::fs::read_to_string(dir.join("password")) {
+        Ok(p) => Some(p.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(format!(
+                "cannot read {}: {e}",
+                dir.join("password").display()
+            ));
+        }
+    };
+    if scenario == "hardened" && password.is_none() {
+        return Err(format!(
+            "{name}: the hardened scenario wrote no password file"
+        ));
+    }
+    Ok(Cluster {
+        name: name.to_string(),
+        major,
+        scenario: scenario.to_string(),
+        uri,
+        password,
+        dir,
+    })
+}
+
+/// atexit handler: stop every scenario cluster (idempotent for those that never started).
+extern "C" fn stop_all() {
+    let names: Vec<&str> = SCENARIOS.iter().map(|s| s.0).collect();
+    let mut cmd = Command::new(sandbox_script());
+    cmd.arg("stop")
+        .args(&names)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PGREADY_SANDBOX_DIR", sandbox_dir())
+        .stdin(Stdio::null());
+    // Quiet unless it fails: cargo's summary line should stay the last thing printed.
+    // No panics here (this runs inside exit()): write errors are ignored.
+    let report = match cmd.output() {
+        Ok(out) if out.status.success() => return,
+        Ok(out) => format!(
+            "pg-sandbox stop {} failed ({}):\n{}",
+            names.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => format!("cannot run pg-sandbox stop: {e}"),
+    };
+    let _ = writeln!(std::io::stderr(), "{report}");
+}
