@@ -265,9 +265,10 @@ pub(crate) async fn collect_with<C: DbConnector>(
             let mut problems = Vec::new();
             if !probe.read_all_settings() {
                 problems.push(
-                    "settings marked superuser-only (data_directory, config_file, hba_file, \
-                     ssl key and certificate files, …) are hidden and sourcefile/sourceline \
-                     are null: grant pg_read_all_settings (or pg_monitor)"
+                    "settings marked superuser-only are hidden (among them \
+                     shared_preload_libraries, ssl_min_protocol_version, ssl_ciphers, \
+                     log_directory, data_directory, hba_file) and sourcefile/sourceline are \
+                     null: grant pg_read_all_settings (or pg_monitor)"
                         .to_string(),
                 );
             }

@@ -156,7 +156,8 @@ pub(crate) fn passwords(rows: &[Row]) -> Result<Value, String> {
 
 // ---------------------------------------------------------------- stats
 
-/// One row joining the single-row statistics views. Checkpoint counters come from
+/// One row joining the single-row statistics views, plus the checksum failures found in
+/// shared catalogs (the `pg_stat_database` row with `datid = 0`, which no database owns). Checkpoint counters come from
 /// `pg_stat_checkpointer` on 17+ and from `pg_stat_bgwriter` before (same meaning, renamed
 /// columns); `pg_stat_wal` exists from 14 on and lost its write/sync columns in 18 (none
 /// of which are read here).
@@ -199,9 +200,13 @@ pub(crate) fn stats_sql(version_num: i32) -> String {
                 w.present AS w_present, w.wal_records::int8 AS w_wal_records, \
                 w.wal_fpi::int8 AS w_wal_fpi, w.wal_bytes::int8 AS w_wal_bytes, \
                 w.wal_buffers_full::int8 AS w_wal_buffers_full, \
-                floor(extract(epoch FROM w.stats_reset))::int8 AS w_stats_reset \
+                floor(extract(epoch FROM w.stats_reset))::int8 AS w_stats_reset, \
+                s.checksum_failures::int8 AS s_checksum_failures, \
+                floor(extract(epoch FROM s.checksum_last_failure))::int8 \
+                  AS s_checksum_last_failure \
          FROM pg_catalog.pg_stat_archiver a, pg_catalog.pg_stat_bgwriter b, \
-              ({ckpt}) c, ({wal}) w"
+              ({ckpt}) c, ({wal}) w \
+         LEFT JOIN pg_catalog.pg_stat_database s ON s.datid = 0"
     )
 }
 
@@ -259,6 +264,10 @@ pub(crate) fn stats(rows: &[Row]) -> Result<Value, String> {
             "stats_reset": b_reset,
         },
         "wal": wal,
+        "shared_objects": {
+            "checksum_failures": i("s_checksum_failures")?,
+            "checksum_last_failure": i("s_checksum_last_failure")?,
+        },
         "stats_age_s": stats_age(i("now_s")?, &[a_reset, c_reset, b_reset, w_reset]),
     }))
 }
