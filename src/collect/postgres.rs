@@ -127,7 +127,9 @@ pub(crate) struct Probe {
 
 /// `pg_has_role(…, 'USAGE')`: the privileges are usable without SET ROLE (membership
 /// through INHERIT). Predefined roles have OIDs below `FirstNormalObjectId` (16384) and
-/// names starting with `pg_` (a prefix reserved to the system since 9.6).
+/// names starting with `pg_` (a prefix reserved to the system since 9.6). Objects are
+/// looked up with `to_regclass`/`to_regprocedure`, so a server that lacks one (a fork, a
+/// managed service) answers "no privilege" instead of failing the probe.
 const PROBE_SQL: &str = "\
 SELECT current_setting('server_version_num')::int4 AS version_num, \
        current_setting('server_version') AS version, \
@@ -140,13 +142,17 @@ SELECT current_setting('server_version_num')::int4 AS version_num, \
              WHERE oid < 16384 AND left(rolname, 3) = 'pg_' \
                AND pg_catalog.pg_has_role(current_user, oid, 'USAGE') \
              ORDER BY 1) AS predefined_roles, \
-       pg_catalog.has_table_privilege('pg_catalog.pg_hba_file_rules', 'SELECT') \
-         AND pg_catalog.has_function_privilege('pg_catalog.pg_hba_file_rules()', 'EXECUTE') \
-         AS can_read_hba, \
-       pg_catalog.has_column_privilege('pg_catalog.pg_authid', 'rolpassword', 'SELECT') \
-         AS can_read_authid, \
-       pg_catalog.has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE') \
-         AS can_control_system";
+       coalesce(pg_catalog.has_table_privilege( \
+                  pg_catalog.to_regclass('pg_catalog.pg_hba_file_rules'), 'SELECT') \
+                AND pg_catalog.has_function_privilege( \
+                  pg_catalog.to_regprocedure('pg_catalog.pg_hba_file_rules()'), 'EXECUTE'), \
+                false) AS can_read_hba, \
+       coalesce(pg_catalog.has_column_privilege( \
+                  pg_catalog.to_regclass('pg_catalog.pg_authid'), 'rolpassword', 'SELECT'), \
+                false) AS can_read_authid, \
+       coalesce(pg_catalog.has_function_privilege( \
+                  pg_catalog.to_regprocedure('pg_catalog.pg_control_system()'), 'EXECUTE'), \
+                false) AS can_control_system";
 
 impl Probe {
     async fn read(client: &Client) -> Result<Probe, CollectError> {
