@@ -464,8 +464,8 @@ fn describe_db_error(
     }
     if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
         let hint = if message.contains("pg_hba.conf") {
-            "the server's pg_hba.conf has no line that lets this role in from here; ask for one \
-             for pgready's role, or try another sslmode"
+            "the server's pg_hba.conf does not let this role in from this address with this \
+             encryption; ask for a line for pgready's role, or try another sslmode"
                 .to_string()
         } else if message.starts_with("role") && message.ends_with("does not exist") {
             format!(
@@ -473,6 +473,10 @@ fn describe_db_error(
                  system user, here \"{}\")",
                 target.user
             )
+        } else if message.contains("certificate") {
+            "set sslcert and sslkey to a client certificate that the server's ssl_ca_file \
+             trusts, issued to this user name"
+                .to_string()
         } else {
             "the server refused the login".to_string()
         };

@@ -725,7 +725,7 @@ async fn missing_database_and_pg_hba() {
         (
             "28000",
             "no pg_hba.conf entry for host \"127.0.0.1\", user \"audit\", database \"app\", no encryption",
-            "pg_hba.conf has no line",
+            "pg_hba.conf does not let this role in",
         ),
         (
             "53300",

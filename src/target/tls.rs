@@ -23,12 +23,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{
     CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
 };
+use rustls::sign::CertifiedKey;
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -42,7 +43,7 @@ pub(crate) struct Material {
     webpki: Option<Arc<WebPkiServerVerifier>>,
     /// Where the roots came from, for error messages.
     roots_from: String,
-    client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>, String)>,
+    client_auth: Option<Arc<CertifiedKey>>,
     versions: Vec<&'static rustls::SupportedProtocolVersion>,
     sni: bool,
 }
@@ -152,7 +153,7 @@ pub(crate) fn load(settings: &TlsSettings, mode: SslMode) -> Result<Material, St
     };
 
     let client_auth = if settings.send_client_cert {
-        load_client_cert(&settings.cert, &settings.key)?
+        load_client_cert(&settings.cert, &settings.key, &provider)?
     } else {
         None
     };
@@ -195,9 +196,13 @@ fn load_crls(setting: &FileSetting) -> Result<Vec<CertificateRevocationListDer<'
         })
 }
 
-type ClientAuth = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>, String);
-
-fn load_client_cert(cert: &FileSetting, key: &FileSetting) -> Result<Option<ClientAuth>, String> {
+/// libpq's client certificate rules: `sslcert` (default `~/.postgresql/postgresql.crt`) is
+/// used when it exists; then its key must exist, be private to its owner, and match.
+fn load_client_cert(
+    cert: &FileSetting,
+    key: &FileSetting,
+    provider: &CryptoProvider,
+) -> Result<Option<Arc<CertifiedKey>>, String> {
     let Some(cert_path) = cert.path() else {
         return Ok(None);
     };
@@ -276,7 +281,47 @@ fn load_client_cert(cert: &FileSetting, key: &FileSetting) -> Result<Option<Clie
             key_path.display()
         ));
     };
-    Ok(Some((chain, key, cert_path.display().to_string())))
+    let signing_key = provider.key_provider.load_private_key(key).map_err(|e| {
+        format!(
+            "could not load private key file \"{}\": {e}",
+            key_path.display()
+        )
+    })?;
+    // libpq's SSL_check_private_key. rustls' own check (CertifiedKey::keys_match) would
+    // also reject X.509 v1 certificates, which OpenSSL and PostgreSQL accept.
+    let cert_spki = chain.first().and_then(|c| {
+        x509_parser::parse_x509_certificate(c.as_ref())
+            .ok()
+            .map(|(_, parsed)| parsed.public_key().raw.to_vec())
+    });
+    if let (Some(cert_spki), Some(key_spki)) = (cert_spki, signing_key.public_key())
+        && cert_spki != key_spki.as_ref()
+    {
+        return Err(format!(
+            "certificate \"{}\" does not match private key file \"{}\"",
+            cert_path.display(),
+            key_path.display()
+        ));
+    }
+    Ok(Some(Arc::new(CertifiedKey::new(chain, signing_key))))
+}
+
+/// Always offers the one client certificate, as libpq does.
+#[derive(Debug)]
+struct ClientCert(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for ClientCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 /// What the verifier must check.
@@ -316,9 +361,7 @@ pub(crate) fn client_config(
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier));
     let mut config = match &material.client_auth {
-        Some((chain, key, path)) => builder
-            .with_client_auth_cert(chain.clone(), key.clone_key())
-            .map_err(|e| format!("could not use client certificate \"{path}\": {e}"))?,
+        Some(key) => builder.with_client_cert_resolver(Arc::new(ClientCert(key.clone()))),
         None => builder.with_no_client_auth(),
     };
     config.resumption = rustls::client::Resumption::disabled();
@@ -640,6 +683,76 @@ mod tests {
         assert!(!wildcard_match("*", "x"));
         assert!(name_matches("DB1", "db1"));
         assert!(!name_matches("db1", "db2"));
+    }
+
+    fn pem(text: &str) -> CertificateDer<'static> {
+        match rustls_pemfile::certs(&mut text.as_bytes()).next() {
+            Some(Ok(c)) => c,
+            other => panic!("bad fixture: {other:?}"),
+        }
+    }
+
+    fn check(cert: &CertificateDer<'_>, host: &str) -> Result<(), (Option<String>, usize)> {
+        libpq_name_check(cert, host).map_err(|m| (m.first, m.examined))
+    }
+
+    #[test]
+    fn common_name_is_used_when_there_are_no_dns_names() {
+        let cert = pem(include_str!("testdata/cn-only.crt"));
+        assert_eq!(check(&cert, "db.example.com"), Ok(()));
+        assert_eq!(check(&cert, "DB.Example.COM"), Ok(()));
+        assert_eq!(
+            check(&cert, "db2.example.com"),
+            Err((Some("db.example.com".into()), 1))
+        );
+    }
+
+    #[test]
+    fn dns_names_exclude_the_common_name() {
+        let cert = pem(include_str!("testdata/san.crt"));
+        assert_eq!(check(&cert, "a.example.com"), Ok(()));
+        assert_eq!(check(&cert, "db1.internal"), Ok(()));
+        assert_eq!(check(&cert, "10.0.0.5"), Ok(()));
+        assert_eq!(
+            check(&cert, "a.b.example.com"),
+            Err((Some("*.example.com".into()), 3))
+        );
+        // The CN would match, but DNS names are present: libpq ignores the CN.
+        assert!(check(&cert, "legacy.internal").is_err());
+        // An IP host is compared with the IP names only.
+        assert_eq!(
+            check(&cert, "10.0.0.6"),
+            Err((Some("*.example.com".into()), 3))
+        );
+    }
+
+    #[test]
+    fn an_ip_host_may_match_the_common_name_despite_dns_names() {
+        // libpq's documented departure from RFC 6125 for IP addresses.
+        let cert = pem(include_str!("testdata/ip-cn.crt"));
+        assert_eq!(check(&cert, "10.0.0.7"), Ok(()));
+        assert_eq!(check(&cert, "db.example.com"), Ok(()));
+        assert!(check(&cert, "10.0.0.8").is_err());
+    }
+
+    #[test]
+    fn descriptions_say_what_to_do() {
+        let e = other_cert_error(NameMismatch {
+            host: "db1".into(),
+            first: Some("db2".into()),
+            examined: 1,
+        });
+        let text = describe(&e, None, SslMode::VerifyFull);
+        assert!(text.starts_with("TLS handshake failed: certificate not valid for name \"db1\""));
+        assert!(text.contains("sslmode=verify-ca"));
+        let e = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
+        let text = describe(
+            &e,
+            Some("root certificate file \"/x/ca.crt\""),
+            SslMode::Require,
+        );
+        assert!(text.contains("not signed by a CA in root certificate file \"/x/ca.crt\""));
+        assert!(text.contains("sslmode=require"));
     }
 
     #[test]
