@@ -265,9 +265,11 @@ pub(crate) async fn collect_with<C: DbConnector>(
     );
 
     // settings, settings_meta
-    let settings = settings_rows.and_then(|rows| settings::build(&rows));
-    match &settings {
+    let (mut data_directory, mut hba_file) = (None, None);
+    match settings_rows.and_then(|rows| settings::build(&rows)) {
         Ok(s) => {
+            data_directory = s.raw("data_directory").map(str::to_string);
+            hba_file = s.raw("hba_file").map(str::to_string);
             let mut problems = Vec::new();
             if !probe.read_all_settings() {
                 problems.push(
@@ -286,12 +288,9 @@ pub(crate) async fn collect_with<C: DbConnector>(
             }
             facts.insert(
                 "settings",
-                section(Value::Object(s.settings.clone()), problems.clone()),
+                section(Value::Object(s.settings), problems.clone()),
             );
-            facts.insert(
-                "settings_meta",
-                section(Value::Object(s.meta.clone()), problems),
-            );
+            facts.insert("settings_meta", section(Value::Object(s.meta), problems));
         }
         Err(e) => {
             let reason = format!("query failed: {e}");
@@ -299,14 +298,13 @@ pub(crate) async fn collect_with<C: DbConnector>(
             facts.insert("settings_meta", Section::missing(reason));
         }
     }
-    let setting = |name: &str| settings.as_ref().ok().and_then(|s| s.raw(name));
 
     // server
-    let (data, problems) = cluster::server(&probe, server_rows, setting("data_directory"));
+    let (data, problems) = cluster::server(&probe, server_rows, data_directory.as_deref());
     facts.insert("server", section(data, problems));
 
     // hba
-    let hba_file = setting("hba_file").unwrap_or("pg_hba.conf");
+    let hba_file = hba_file.as_deref().unwrap_or("pg_hba.conf");
     facts.insert(
         "hba",
         match hba_rows {

@@ -122,16 +122,34 @@ pub(crate) fn parse(rows: &[Row]) -> Result<Vec<Db>, String> {
     Ok(out)
 }
 
+/// What became of one database's extensions.
+#[derive(Debug, Clone, PartialEq)]
+enum Extensions {
+    Read(Value),
+    /// Not read because of what the database is (template, no connections): not a gap in
+    /// the audit.
+    NotApplicable(&'static str),
+    /// Not read although they should have been: the section is partial.
+    Unread(String),
+}
+
 /// Why the extensions of `db` are not read, or `None` when they should be.
-fn skip_reason(db: &Db) -> Option<&'static str> {
+fn skip(db: &Db) -> Option<Extensions> {
+    use Extensions::{NotApplicable, Unread};
     if db.is_template {
-        Some("template database (not inspected)")
+        Some(NotApplicable("template database (not inspected)"))
     } else if db.connection_limit == -2 {
-        Some("invalid database (an interrupted DROP DATABASE left it unusable)")
+        Some(NotApplicable(
+            "invalid database (an interrupted DROP DATABASE left it unusable)",
+        ))
     } else if !db.allow_connections {
-        Some("database does not accept connections (datallowconn is false)")
+        Some(NotApplicable(
+            "database does not accept connections (datallowconn is false)",
+        ))
     } else if !db.can_connect {
-        Some("the audit role has no CONNECT privilege on this database")
+        Some(Unread(
+            "the audit role has no CONNECT privilege on this database".to_string(),
+        ))
     } else {
         None
     }
@@ -173,16 +191,17 @@ pub(crate) async fn finish<C: DbConnector>(
     mut problems: Vec<String>,
 ) -> (Value, Vec<String>) {
     let (current_name, current_rows) = current;
-    let mut results: Vec<Option<Result<Value, String>>> = vec![None; dbs.len()];
+    let mut results: Vec<Option<Extensions>> = vec![None; dbs.len()];
     let mut todo: Vec<usize> = Vec::new();
     for (i, db) in dbs.iter().enumerate() {
-        if let Some(reason) = skip_reason(db) {
-            results[i] = Some(Err(reason.to_string()));
+        if let Some(skipped) = skip(db) {
+            results[i] = Some(skipped);
         } else if db.name == current_name {
-            results[i] = Some(match &current_rows {
+            let read = match &current_rows {
                 Ok(rows) => extensions_json(rows),
                 Err(e) => Err(format!("query failed: {e}")),
-            });
+            };
+            results[i] = Some(read.map_or_else(Extensions::Unread, Extensions::Read));
         } else {
             todo.push(i);
         }
@@ -203,7 +222,7 @@ pub(crate) async fn finish<C: DbConnector>(
     };
     tokio::join!(worker(), worker(), worker(), worker());
     for (i, r) in fetched.into_inner() {
-        results[i] = Some(r);
+        results[i] = Some(r.map_or_else(Extensions::Unread, Extensions::Read));
     }
 
     let mut failed = Vec::new();
@@ -211,20 +230,17 @@ pub(crate) async fn finish<C: DbConnector>(
     let mut out = Vec::with_capacity(dbs.len());
     for (db, result) in dbs.into_iter().zip(results) {
         let mut data = db.data;
+        let result = result.unwrap_or_else(|| Extensions::Unread("not read".to_string()));
         match result {
-            Some(Ok(exts)) => {
+            Extensions::Read(exts) => {
                 data.insert("extensions".into(), exts);
             }
-            Some(Err(reason)) => {
-                if skip_reason_is_expected(&reason) {
-                    data.insert("extensions_reason".into(), json!(reason));
-                } else {
-                    failed.push(format!("{}: {reason}", db.name));
-                    data.insert("extensions_reason".into(), json!(reason));
-                }
+            Extensions::NotApplicable(reason) => {
+                data.insert("extensions_reason".into(), json!(reason));
             }
-            None => {
-                data.insert("extensions_reason".into(), json!("not read"));
+            Extensions::Unread(reason) => {
+                failed.push(format!("{}: {reason}", db.name));
+                data.insert("extensions_reason".into(), json!(reason));
             }
         }
         if db.size_hidden {
@@ -242,13 +258,6 @@ pub(crate) async fn finish<C: DbConnector>(
         problems.push(format!("extensions not read for {}", failed.join("; ")));
     }
     (Value::Array(out), problems)
-}
-
-/// Reasons that describe the database rather than a failure of the audit.
-fn skip_reason_is_expected(reason: &str) -> bool {
-    reason.starts_with("template database")
-        || reason.starts_with("invalid database")
-        || reason.starts_with("database does not accept connections")
 }
 
 #[cfg(test)]
@@ -277,33 +286,18 @@ mod tests {
 
     #[test]
     fn which_databases_are_skipped() {
-        assert!(skip_reason(&db(true, false, -1, true)).is_none());
-        assert!(
-            skip_reason(&db(true, true, -1, true))
-                .unwrap()
-                .starts_with("template")
-        );
-        assert!(
-            skip_reason(&db(false, false, -1, true))
-                .unwrap()
-                .contains("datallowconn")
-        );
-        assert!(
-            skip_reason(&db(true, false, -2, true))
-                .unwrap()
-                .starts_with("invalid")
-        );
-        assert!(
-            skip_reason(&db(true, false, -1, false))
-                .unwrap()
-                .contains("CONNECT")
-        );
+        let na = |d: &Db| match skip(d) {
+            Some(Extensions::NotApplicable(r)) => r.to_string(),
+            other => panic!("expected NotApplicable, got {other:?}"),
+        };
+        assert_eq!(skip(&db(true, false, -1, true)), None);
+        assert!(na(&db(true, true, -1, true)).starts_with("template"));
+        assert!(na(&db(false, false, -1, true)).contains("datallowconn"));
+        assert!(na(&db(true, false, -2, true)).starts_with("invalid"));
         // a missing privilege is a gap in the audit, not a property of the database
-        assert!(!skip_reason_is_expected(
-            skip_reason(&db(true, false, -1, false)).unwrap()
-        ));
-        assert!(skip_reason_is_expected(
-            skip_reason(&db(false, false, -1, true)).unwrap()
-        ));
+        match skip(&db(true, false, -1, false)) {
+            Some(Extensions::Unread(r)) => assert!(r.contains("CONNECT")),
+            other => panic!("expected Unread, got {other:?}"),
+        }
     }
 }
