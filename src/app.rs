@@ -119,6 +119,9 @@ fn audit(a: &AuditArgs) -> Result<ExitCode, Failure> {
         Some(path) => read_facts(path)?,
         None => collect_live(&a.conn, &config, &a.context)?,
     };
+    if let Some(path) = &a.save_facts {
+        write_facts(&facts, Some(path))?;
+    }
     let report = build_report(&pack, &facts, &config);
     let out = match a.format {
         Format::Json => crate::report::json::render(&report),
@@ -136,14 +139,22 @@ fn audit(a: &AuditArgs) -> Result<ExitCode, Failure> {
 fn facts(a: &FactsArgs) -> Result<ExitCode, Failure> {
     let config = Config::load(a.config.as_deref())?;
     let facts = collect_live(&a.conn, &config, &a.context)?;
-    let json = serde_json::to_string_pretty(&facts)
-        .map_err(|e| Failure::Input(format!("cannot serialise the facts: {e}")))?;
-    match &a.output {
-        Some(path) => std::fs::write(path, json + "\n")
-            .map_err(|e| Failure::Input(format!("cannot write {}: {e}", path.display())))?,
-        None => println!("{json}"),
-    }
+    write_facts(&facts, a.output.as_deref())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Write a snapshot as pretty JSON to `path`, or stdout.
+fn write_facts(facts: &Facts, path: Option<&Path>) -> Result<(), Failure> {
+    let json = serde_json::to_string_pretty(facts)
+        .map_err(|e| Failure::Input(format!("cannot serialise the facts: {e}")))?;
+    match path {
+        Some(path) => std::fs::write(path, json + "\n")
+            .map_err(|e| Failure::Input(format!("cannot write {}: {e}", path.display()))),
+        None => {
+            println!("{json}");
+            Ok(())
+        }
+    }
 }
 
 fn rules(cmd: &RulesCommand) -> Result<ExitCode, Failure> {

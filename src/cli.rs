@@ -86,6 +86,9 @@ pub struct AuditArgs {
     /// Output format.
     #[arg(long, short = 'f', value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Also write the facts snapshot this audit judged (what `pgready facts` writes).
+    #[arg(long, value_name = "FILE", conflicts_with = "from_facts")]
+    pub save_facts: Option<PathBuf>,
     /// Which decision makes the exit code 1.
     #[arg(long, value_enum, default_value_t = FailOn::NoGo)]
     pub fail_on: FailOn,

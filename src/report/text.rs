@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use comfy_table::{Cell, Color, ContentArrangement, Table, presets};
+use comfy_table::{Cell, Color, ColumnConstraint, ContentArrangement, Table, presets};
 
 use super::Report;
 use crate::evaluate::{Finding, Status};
@@ -161,6 +161,11 @@ pub fn render(r: &Report, o: &Options) -> String {
         let _ = writeln!(out, "\n{} — {}", p.title, score_line(&p.score));
         let mut t = new_table(o);
         t.set_header(vec!["Status", "Severity", "Rule", "Title", "Observed"]);
+        for i in [0, 2] {
+            if let Some(c) = t.column_mut(i) {
+                c.set_constraint(ColumnConstraint::ContentWidth);
+            }
+        }
         let mut sorted = findings.clone();
         sorted.sort_by_key(|f| (f.status, std::cmp::Reverse(f.severity)));
         for f in sorted {

@@ -187,6 +187,8 @@ fn start_one(name: &str, major: u32, scenario: &str, owner: &str) -> Result<Clus
         scenario,
         "--owner-pid",
         owner,
+        // Every test binary starts from a known state: a new cluster, current evidence.
+        "--fresh",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
