@@ -11,8 +11,11 @@ use crate::rules::{Rule, RulePack, Test};
 fn table() -> Table {
     let mut t = Table::new();
     t.load_preset(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .force_no_tty();
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    if let Some(w) = super::text::Options::detect().width {
+        t.set_width(w);
+    }
+    t.force_no_tty();
     t
 }
 
