@@ -13,7 +13,8 @@
 //!
 //! "live" = read from the catalogs of running servers 14.23, 15.18 (Debian), 16.14, 17.10
 //! and 18.4 (`pg_attribute` of each view, `pg_proc.proacl`, `pg_class.relacl`,
-//! `pg_settings`), as superuser and as a role with only pg_monitor + pg_read_all_settings.
+//! `pg_settings`), and every query of this module run on each of them as superuser, as a
+//! role with only pg_monitor + pg_read_all_settings, and as a role with no predefined role.
 //!
 //! | fact | 14 | 15 | 16 | 17 | 18 | source |
 //! |---|---|---|---|---|---|---|
@@ -29,7 +30,10 @@
 //! | `pg_stat_archiver` columns read | ✓ | ✓ | ✓ | ✓ | ✓ | live |
 //! | `pg_stat_database.checksum_failures`, `.checksum_last_failure` (NULL when checksums are off) | ✓ | ✓ | ✓ | ✓ | ✓ | live; commit 252b707b "Return NULL for checksum failures if checksums are not enabled" (12) |
 //! | `pg_database_size()`: CONNECT on the database or privileges of pg_read_all_stats | ✓ | ✓ | ✓ | ✓ | ✓ | pgsql-committers 2026-07 "psql: Allow pg_read_all_stats to see database size" (states the function's rule, back-patched to 14) |
+//! | `pg_stat_database` row `datid = 0` (shared catalogs) | ✓ | ✓ | ✓ | ✓ | ✓ | live; pgsql-committers "Show shared object statistics in pg_stat_database" (77bd49ad, 12) |
+//! | `pg_stat_replication` `application_name, client_addr, state, sync_state, write_lag, flush_lag, replay_lag` | ✓ | ✓ | ✓ | ✓ | ✓ | live; a streaming standby of 15 read as superuser, pg_monitor and no role |
 //! | `pg_replication_slots.wal_status` | ✓ | ✓ | ✓ | ✓ | ✓ | live |
+//! | `pg_current_wal_lsn()` raises an error during recovery; `pg_last_wal_receive_lsn()`/`pg_last_wal_replay_lsn()` work there | ✓ | ✓ | ✓ | ✓ | ✓ | live (15 standby with a slot of its own); docs functions-admin |
 //! | `pg_stat_wal_receiver` `status, sender_host, sender_port, slot_name` | ✓ | ✓ | ✓ | ✓ | ✓ | live |
 //! | `pg_stat_ssl` `pid, ssl, …` (no `compression` since 14) | ✓ | ✓ | ✓ | ✓ | ✓ | live |
 //! | other sessions' details in `pg_stat_activity`/`pg_stat_ssl`/`pg_stat_replication` need pg_read_all_stats | ✓ | ✓ | ✓ | ✓ | ✓ | docs monitoring.sgml "security restricted" note (commit 213eae9b); live |
