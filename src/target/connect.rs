@@ -24,8 +24,17 @@ use super::{ConnectError, Endpoint, PasswordOrigin, SessionOptions, SslMode, Tar
 /// [`SessionOptions::connect_timeout`]. The session then has
 /// `default_transaction_read_only = on`, the statement and lock timeouts of `opts`, and an
 /// `idle_in_transaction_session_timeout`, all set in one round trip.
+///
+/// A zero [`SessionOptions::connect_timeout`] means no bound, as `connect_timeout=0` does in
+/// libpq; the target's own zero is ignored instead (see
+/// [`Target::connect_timeout_override`]).
 pub async fn connect(target: &Target, opts: &SessionOptions) -> Result<Client, ConnectError> {
     let budget = target.connect_timeout.unwrap_or(opts.connect_timeout);
+    if budget.is_zero() {
+        return open(target, opts)
+            .await
+            .map_err(|msg| ConnectError(target.scrub(msg)));
+    }
     let result = match tokio::time::timeout(budget, open(target, opts)).await {
         Ok(result) => result,
         Err(_) => Err(format!(
@@ -272,9 +281,11 @@ async fn attempt(
         Ok(client) => Ok(client),
         Err(e) => {
             let first = describe(&e, target, origin, Some(material));
-            let retry = prefer
-                && saw_handshake.load(Ordering::SeqCst)
-                && (is_tls_error(&e) || e.as_db_error().is_some());
+            // libpq retries when the handshake fails or the server refuses the login
+            // (pg_hba.conf, authentication: SQLSTATE class 28) over TLS.
+            let refused = e.code().is_some_and(|c| c.code().starts_with("28"));
+            let retry =
+                prefer && (is_tls_error(&e) || (refused && saw_handshake.load(Ordering::SeqCst)));
             if !retry {
                 return Err(first);
             }

@@ -419,8 +419,7 @@ impl Target {
     /// Replace every occurrence of a password this target knows in `text`.
     pub(crate) fn scrub(&self, text: String) -> String {
         let mut text = text;
-        let explicit = self.password.as_ref().map(|(s, _)| s.clone());
-        for secret in explicit.into_iter().chain(self.password().map(|(s, _)| s)) {
+        for (secret, _) in self.password.iter().cloned().chain(self.password()) {
             if let Ok(pw) = std::str::from_utf8(secret.expose())
                 && !pw.is_empty()
                 && text.contains(pw)

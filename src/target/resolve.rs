@@ -497,7 +497,7 @@ pub(crate) fn resolve(
     Ok(target)
 }
 
-/// Used by [`Target::scrub`] callers in this module's tests.
+/// Resolve from a fixed environment, OS user `osuser` and the given socket directory.
 #[cfg(test)]
 pub(crate) fn resolve_for_test(
     conninfo: Option<&str>,

@@ -797,3 +797,68 @@ async fn unresolvable_host() {
         "{e}"
     );
 }
+
+/// Complete a plain-text login and answer the session setup batch.
+async fn accept_session(s: &mut TcpStream) {
+    plain_startup(s).await;
+    // AuthenticationOk, ReadyForQuery
+    s.write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0]).await.unwrap();
+    s.write_all(&[b'Z', 0, 0, 0, 5, b'I']).await.unwrap();
+    assert_eq!(s.read_u8().await.unwrap(), b'Q');
+    let len = s.read_u32().await.unwrap() as usize;
+    let mut sql = vec![0; len - 4];
+    s.read_exact(&mut sql).await.unwrap();
+    let sql = String::from_utf8_lossy(&sql).into_owned();
+    assert!(
+        sql.starts_with("SET default_transaction_read_only = on;"),
+        "{sql}"
+    );
+    for _ in 0..sql.matches("SET ").count() {
+        s.write_all(&[b'C', 0, 0, 0, 8, b'S', b'E', b'T', 0])
+            .await
+            .unwrap();
+    }
+    s.write_all(&[b'Z', 0, 0, 0, 5, b'I']).await.unwrap();
+    // Keep the session open until the client goes away.
+    let _ = s.read_u8().await;
+}
+
+#[tokio::test]
+async fn prefer_falls_back_to_plain_text_when_tls_fails() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        // First connection: agree to TLS, then send something that is not TLS.
+        let (mut s, _) = listener.accept().await.unwrap();
+        assert!(read_startup(&mut s).await);
+        s.write_all(b"Snot a TLS server hello").await.unwrap();
+        drop(s);
+        // Second connection: plain text, as libpq would retry.
+        let (mut s, _) = listener.accept().await.unwrap();
+        accept_session(&mut s).await;
+    });
+    let client = connect(&tcp_target(port, "sslmode=prefer", &[]), &quick())
+        .await
+        .map_err(|e| e.0)
+        .unwrap();
+    assert!(!client.is_closed());
+
+    // With require there is no fallback.
+    let port = fake_server(|mut s| async move {
+        assert!(read_startup(&mut s).await);
+        s.write_all(b"Snot a TLS server hello").await.unwrap();
+    })
+    .await;
+    let e = connect_err(&tcp_target(port, "sslmode=require", &[]), &quick()).await;
+    assert!(e.contains("TLS handshake failed"), "{e}");
+}
+
+#[tokio::test]
+async fn sessions_are_set_up_read_only_and_bounded() {
+    let port = fake_server(|mut s| async move { accept_session(&mut s).await }).await;
+    let client = connect(&tcp_target(port, "sslmode=disable", &[]), &quick())
+        .await
+        .map_err(|e| e.0)
+        .unwrap();
+    assert!(!client.is_closed());
+}

@@ -92,18 +92,12 @@ pub(crate) fn load(settings: &TlsSettings, mode: SslMode) -> Result<Material, St
     let mut roots_from = String::new();
     let use_roots = match &settings.root {
         RootSetting::System => {
-            let found = rustls_native_certs::load_native_certs();
-            let (added, _) = roots.add_parsable_certificates(found.certs);
+            let (added, _) = roots.add_parsable_certificates(system_roots()?.iter().cloned());
             if added == 0 {
-                let why = found
-                    .errors
-                    .first()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default();
-                return Err(format!(
-                    "could not load the system's trusted root certificates (sslrootcert=system){why} \
-                     (install the ca-certificates package, or name a root certificate file in sslrootcert)"
-                ));
+                return Err("the system's trust store holds no usable root certificate \
+                     (sslrootcert=system); install the ca-certificates package, or name a root \
+                     certificate file in sslrootcert"
+                    .to_string());
             }
             roots_from = "the system's trusted roots".to_string();
             true
@@ -174,6 +168,32 @@ pub(crate) fn load(settings: &TlsSettings, mode: SslMode) -> Result<Material, St
         versions,
         sni: settings.sni,
     })
+}
+
+/// The system's trusted roots, read once per process (every database of an audit is a new
+/// connection).
+fn system_roots() -> Result<&'static [CertificateDer<'static>], String> {
+    static ROOTS: std::sync::OnceLock<Result<Vec<CertificateDer<'static>>, String>> =
+        std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            if found.certs.is_empty() {
+                let why = found
+                    .errors
+                    .first()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "could not load the system's trusted root certificates (sslrootcert=system){why} \
+                     (install the ca-certificates package, or name a root certificate file in \
+                     sslrootcert)"
+                ));
+            }
+            Ok(found.certs)
+        })
+        .as_deref()
+        .map_err(Clone::clone)
 }
 
 /// libpq loads `sslcrl` (default `~/.postgresql/root.crl`) when it exists and silently
@@ -664,6 +684,10 @@ pub(crate) fn describe(e: &rustls::Error, roots_from: Option<&str>, mode: SslMod
         rustls::Error::PeerIncompatible(why) => format!(
             "TLS handshake failed: no TLS version or cipher suite in common with the server \
              ({why:?}; pgready supports TLS 1.2 and 1.3)"
+        ),
+        rustls::Error::InvalidMessage(_) => format!(
+            "TLS handshake failed: {e} (the answer is not valid TLS: is this port a PostgreSQL \
+             server, or is something in between interfering?)"
         ),
         other => format!("TLS handshake failed: {other}"),
     }
