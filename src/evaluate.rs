@@ -224,6 +224,16 @@ fn judge_rule(
             Err(e) => failed("offenders", e),
         },
     };
+    // A pass over partly collected facts proves nothing: what was hidden may fail.
+    // (A failure found in what was visible is real and stays a failure.)
+    let passed = match &outcome {
+        Outcome::Status(s, _) => *s == Status::Pass,
+        Outcome::Offenders(o) => o.is_empty(),
+    };
+    if passed && !partial.is_empty() {
+        let reason = format!("passes on what was visible, but {}", partial.join("; "));
+        return (Outcome::Status(Status::NotEvaluated, Some(reason)), actual);
+    }
     (outcome, actual)
 }
 
@@ -263,5 +273,80 @@ impl TypeName for Value {
             Value::Null => "null",
             _ => "value",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::{Section, TargetInfo};
+    use crate::rules::{SourceFile, embedded_verdict, load_rules, verdict};
+
+    fn pack(check: &str) -> RulePack {
+        let text = format!(
+            "[[rule]]\nid = \"sec.t.x\"\npillar = \"security\"\ntitle = \"t\"\ncovers = [\"S4\"]\n\
+             severity = \"high\"\nlevel = 1\nrationale = \"r\"\n{check}\nremediation = \"x\"\n\
+             references = [\"https://www.postgresql.org/docs/\"]\n"
+        );
+        let verdict = verdict::load(&embedded_verdict()).unwrap_or_else(|e| panic!("{e}"));
+        let rules = load_rules(
+            &[SourceFile {
+                name: "t.toml".into(),
+                text,
+            }],
+            &verdict,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        RulePack { rules, verdict }
+    }
+
+    fn run(check: &str, ssl: Section) -> Finding {
+        let mut facts = Facts::new(0, TargetInfo::default());
+        facts.insert("ssl", ssl);
+        evaluate(&pack(check), &facts, &Config::default()).remove(0)
+    }
+
+    #[test]
+    fn a_pass_on_partial_facts_is_not_evaluated_but_a_failure_stays() {
+        let rule = "offenders = \"ssl.non_ssl.map(s, s.user)\"";
+        let empty = serde_json::json!({"non_ssl": []});
+        let one = serde_json::json!({"non_ssl": [{"user": "app"}]});
+        assert_eq!(run(rule, Section::ok(empty.clone())).status, Status::Pass);
+        let f = run(rule, Section::partial(empty, "needs pg_read_all_stats"));
+        assert_eq!(f.status, Status::NotEvaluated);
+        assert!(
+            f.reason
+                .unwrap_or_default()
+                .contains("needs pg_read_all_stats")
+        );
+        let f = run(rule, Section::partial(one, "needs pg_read_all_stats"));
+        assert_eq!(f.status, Status::Fail);
+        assert_eq!(f.offenders, ["app"]);
+    }
+
+    #[test]
+    fn missing_sections_and_keys_are_never_a_pass() {
+        let f = run(
+            "check = \"ssl.client_sessions == 0\"",
+            Section::missing("needs superuser"),
+        );
+        assert_eq!(f.status, Status::NotEvaluated);
+        assert_eq!(
+            f.reason.as_deref(),
+            Some("ssl not collected: needs superuser")
+        );
+        // A key missing from a fully collected section is a broken rule.
+        let f = run(
+            "check = \"ssl.nope == 0\"",
+            Section::ok(serde_json::json!({})),
+        );
+        assert_eq!(f.status, Status::Error);
+        let f = run(
+            "check = \"ssl.nope\"",
+            Section::partial(serde_json::json!({}), "hidden"),
+        );
+        assert_eq!(f.status, Status::NotEvaluated);
+        let f = run("check = \"1\"", Section::ok(serde_json::json!({})));
+        assert_eq!(f.status, Status::Error);
     }
 }

@@ -110,8 +110,6 @@ pub const KNOWN_FUNCTIONS: &[&str] = &[
     "optional.of",
     "optional.none",
     "optional.ofNonZeroValue",
-    "max",
-    "min",
     // strings extension
     "charAt",
     "indexOf",
