@@ -239,6 +239,18 @@ async fn pg18_default_as_superuser() {
     let pg = common::cluster("pg18-default");
     let facts = collect(&pg.uri, None).await;
     check_superuser_facts(&facts, 18);
+    // pgready bounds its own session with SET statement_timeout etc.; the facts show the
+    // server's values, not pgready's
+    let settings = data(&facts, "settings");
+    for name in [
+        "statement_timeout",
+        "lock_timeout",
+        "idle_in_transaction_session_timeout",
+    ] {
+        assert_eq!(settings[name], 0, "{name}");
+        assert_eq!(data(&facts, "settings_meta")[name]["source"], "default");
+    }
+    assert_eq!(settings["default_transaction_read_only"], false);
     // initdb's default in 18: data checksums on, so failures are counted (0), not null
     let dbs = data(&facts, "databases").as_array().unwrap();
     let postgres = dbs.iter().find(|d| d["name"] == "postgres").unwrap();
@@ -260,6 +272,11 @@ async fn pg18_hardened_over_tls() {
     check_superuser_facts(&facts, 18);
     let server = data(&facts, "server");
     assert_eq!(server["session_ssl"], true);
+    // configured in postgresql.conf by the sandbox, and overridden in pgready's session
+    assert_eq!(
+        data(&facts, "settings")["idle_in_transaction_session_timeout"],
+        600_000
+    );
     assert_eq!(data(&facts, "passwords")["postgres"], "scram-sha-256");
     let settings = data(&facts, "settings");
     assert!(

@@ -116,6 +116,27 @@ pub(crate) fn normalise(
     }
 }
 
+/// The value to report for a setting as pgready's own session sees it.
+///
+/// pgready's session runs `SET statement_timeout`, `lock_timeout`,
+/// `idle_in_transaction_session_timeout` and `default_transaction_read_only` to bound
+/// itself; `pg_settings` then shows pgready's values with source `session`. The server's
+/// value for the audit role is `reset_val` (what RESET returns to: configuration file,
+/// ALTER SYSTEM, database and role settings). Its source is not exposed: it is reported as
+/// `default` when it equals `boot_val` and `unknown` otherwise.
+fn undo_session_set(
+    raw: Option<String>,
+    source: Option<String>,
+    reset: Option<&str>,
+    boot: Option<&str>,
+) -> (Option<String>, Option<String>) {
+    if source.as_deref() != Some("session") {
+        return (raw, source);
+    }
+    let source = if reset == boot { "default" } else { "unknown" };
+    (reset.map(str::to_string), Some(source.to_string()))
+}
+
 /// What the settings query produced.
 pub(crate) struct Settings {
     pub settings: Map<String, Value>,
@@ -150,6 +171,8 @@ pub(crate) fn build(rows: &[Row]) -> Result<Settings, String> {
         let vartype: String = col(row, "vartype")?;
         let boot: Option<String> = col(row, "boot_val")?;
         let reset: Option<String> = col(row, "reset_val")?;
+        let source: Option<String> = col(row, "source")?;
+        let (raw, source) = undo_session_set(raw, source, reset.as_deref(), boot.as_deref());
         let mut typed = |what: &str, v: Option<&str>| match normalise(&vartype, unit.as_deref(), v)
         {
             Ok(v) => v,
@@ -165,7 +188,7 @@ pub(crate) fn build(rows: &[Row]) -> Result<Settings, String> {
             "raw": raw,
             "unit": unit,
             "vartype": vartype,
-            "source": col::<Option<String>>(row, "source")?,
+            "source": source,
             "boot_val": boot_val,
             "reset_val": reset_val,
             "context": col::<Option<String>>(row, "context")?,
@@ -288,6 +311,30 @@ mod tests {
         assert!(normalise("integer", Some("kB"), Some("12abc")).is_err());
         assert!(normalise("integer", Some("furlong"), Some("1")).is_err());
         assert!(normalise("real", None, Some("")).is_err());
+    }
+
+    #[test]
+    fn pgready_own_session_settings_are_undone() {
+        let s = |x: &str| Some(x.to_string());
+        // statement_timeout SET by pgready, server default 0
+        assert_eq!(
+            undo_session_set(s("10000"), s("session"), Some("0"), Some("0")),
+            (s("0"), s("default"))
+        );
+        // configured somewhere (file, ALTER ROLE …): the configured value, source unknown
+        assert_eq!(
+            undo_session_set(s("10000"), s("session"), Some("30000"), Some("0")),
+            (s("30000"), s("unknown"))
+        );
+        // anything not SET in the session is reported as it is
+        assert_eq!(
+            undo_session_set(s("300"), s("configuration file"), Some("300"), Some("300")),
+            (s("300"), s("configuration file"))
+        );
+        assert_eq!(
+            undo_session_set(s("pgready"), s("client"), Some("pgready"), Some("")),
+            (s("pgready"), s("client"))
+        );
     }
 
     #[test]
