@@ -1,7 +1,5 @@
 //! Rules × facts → findings. Pure: no I/O.
 
-use std::sync::Arc;
-
 use cel::Value;
 use serde::{Deserialize, Serialize};
 
@@ -251,29 +249,19 @@ fn display(v: &Value) -> String {
 }
 
 fn describe(v: &Value) -> String {
-    let s = display(v);
-    let s: String = s.chars().take(80).collect();
-    format!("{:?} {s}", v.type_of_name())
-}
-
-trait TypeName {
-    fn type_of_name(&self) -> Arc<str>;
-}
-
-impl TypeName for Value {
-    fn type_of_name(&self) -> Arc<str> {
-        Arc::from(match self {
-            Value::List(_) => "list",
-            Value::Map(_) => "map",
-            Value::Int(_) => "int",
-            Value::UInt(_) => "uint",
-            Value::Float(_) => "double",
-            Value::String(_) => "string",
-            Value::Bool(_) => "bool",
-            Value::Null => "null",
-            _ => "value",
-        })
-    }
+    let kind = match v {
+        Value::List(_) => "list",
+        Value::Map(_) => "map",
+        Value::Int(_) => "int",
+        Value::UInt(_) => "uint",
+        Value::Float(_) => "double",
+        Value::String(_) => "string",
+        Value::Bool(_) => "bool",
+        Value::Null => "null",
+        _ => "value",
+    };
+    let shown: String = display(v).chars().take(80).collect();
+    format!("{kind} {shown}")
 }
 
 #[cfg(test)]

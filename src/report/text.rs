@@ -69,22 +69,27 @@ fn observed(f: &Finding) -> String {
         if !out.is_empty() {
             out.push('\n');
         }
-        let shown: Vec<&str> = f
-            .offenders
-            .iter()
-            .take(MAX_OFFENDERS)
-            .map(String::as_str)
-            .collect();
-        out.push_str(&shown.join("\n"));
-        if f.offenders.len() > MAX_OFFENDERS {
-            let _ = write!(out, "\n… and {} more", f.offenders.len() - MAX_OFFENDERS);
-        }
+        out.push_str(&first_lines(&f.offenders));
     }
     if let Some(r) = &f.reason {
         if !out.is_empty() {
             out.push('\n');
         }
         out.push_str(r);
+    }
+    out
+}
+
+/// The first [`MAX_OFFENDERS`] items, one per line, then "… and N more".
+fn first_lines(items: &[String]) -> String {
+    let mut out = items
+        .iter()
+        .take(MAX_OFFENDERS)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join("\n");
+    if items.len() > MAX_OFFENDERS {
+        let _ = write!(out, "\n… and {} more", items.len() - MAX_OFFENDERS);
     }
     out
 }
@@ -234,20 +239,7 @@ pub fn render(r: &Report, o: &Options) -> String {
                 Color::Red
             });
         }
-        let shown: Vec<&str> = c
-            .failing_rules
-            .iter()
-            .take(MAX_OFFENDERS)
-            .map(String::as_str)
-            .collect();
-        let mut blocking = shown.join("\n");
-        if c.failing_rules.len() > MAX_OFFENDERS {
-            let _ = write!(
-                blocking,
-                "\n… and {} more",
-                c.failing_rules.len() - MAX_OFFENDERS
-            );
-        }
+        let blocking = first_lines(&c.failing_rules);
         t.add_row(vec![
             Cell::new(format!("{} {}", c.id, c.title)),
             Cell::new(&c.requirement),
