@@ -369,8 +369,8 @@ fn check_evidence(c: &Cluster) {
     }
     items.sort();
     let mut want = [
-        "B3", "B4", "B5", "B6", "B7", "B8", "C10", "D1", "D2", "D3", "D4", "D5", "D6", "G6", "M2",
-        "M3", "M4", "M5", "M6", "M7",
+        "B1", "B3", "B4", "B5", "B6", "B7", "B8", "C10", "D1", "D2", "D3", "D4", "D5", "D6", "G6",
+        "M2", "M3", "M4", "M5", "M6", "M7",
     ];
     want.sort();
     assert_eq!(items, want, "{}: evidence items", c.name);
@@ -411,40 +411,67 @@ fn start_is_idempotent() {
 }
 
 #[test]
-fn watchdog_stops_the_server_when_its_owner_exits() {
+fn watchdog_stops_the_server_when_its_last_owner_exits() {
     let name = "harness-watchdog";
-    let mut owner = std::process::Command::new("sleep")
-        .arg("120")
-        .spawn()
-        .expect("spawn sleep");
-    let pid = owner.id().to_string();
-    let out = sandbox(&["start", name, "--major", "18", "--owner-pid", &pid]);
-    if !out.status.success() {
-        let _ = owner.kill();
-        panic!(
-            "pg-sandbox start {name} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    let spawn_owner = || {
+        std::process::Command::new("sleep")
+            .arg("120")
+            .spawn()
+            .expect("spawn sleep")
+    };
+    let (mut first, mut second) = (spawn_owner(), spawn_owner());
+    let start = |owner: &std::process::Child| {
+        sandbox(&[
+            "start",
+            name,
+            "--major",
+            "18",
+            "--owner-pid",
+            &owner.id().to_string(),
+        ])
+    };
+    let (out1, out2) = (start(&first), start(&second));
+    for out in [&out1, &out2] {
+        if !out.status.success() {
+            let _ = (first.kill(), second.kill());
+            panic!(
+                "pg-sandbox start {name} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
-    let uri = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let uri = String::from_utf8_lossy(&out1.stdout).trim().to_string();
+    assert_eq!(
+        String::from_utf8_lossy(&out2.stdout).trim(),
+        uri,
+        "a second owner gets the same server"
+    );
     let port: u16 = uri
         .rsplit_once(':')
         .and_then(|(_, rest)| rest.split('/').next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no port in {uri}"));
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    assert!(
-        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).is_ok(),
-        "{uri} does not listen"
-    );
+    let listening = || TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok();
+    assert!(listening(), "{uri} does not listen");
 
-    owner.kill().unwrap();
-    owner.wait().unwrap();
+    // One owner gone: the other still uses the server.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    if !listening() {
+        let _ = second.kill();
+        panic!("{name} was stopped while an owner still runs");
+    }
+
+    // The last owner gone: the watchdog stops the server.
+    second.kill().unwrap();
+    second.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
+    while listening() {
         if Instant::now() > deadline {
             let _ = sandbox(&["stop", name]);
-            panic!("{name} still runs 15 s after its owner exited");
+            panic!("{name} still runs 15 s after its last owner exited");
         }
         std::thread::sleep(Duration::from_millis(200));
     }

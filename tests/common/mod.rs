@@ -14,8 +14,11 @@
 //! The first call to [`cluster`] starts every scenario cluster of [`SCENARIOS`] at once (one
 //! thread each); they are shared by all the tests of this test binary and stopped when the
 //! process exits (an `atexit` handler, plus the sandbox's owner-pid watchdog in case the process
-//! is killed). A cluster that could not be started makes every test that asks for it panic
-//! with the sandbox's stderr: a test that needs a server fails, it never skips.
+//! is killed). Each test binary gets new clusters (`--fresh`), except that a cluster another
+//! live test process is using (two `cargo test` at once) is shared, not made anew, and stays
+//! up until the last of them exits. A cluster that could not be started makes every test that
+//! asks for it panic with the sandbox's stderr: a test that needs a server fails, it never
+//! skips.
 //!
 //! Treat the shared servers as read-only: a test that changes one (roles, settings,
 //! databases) changes it for every other test of the binary. A test that needs to change a
@@ -230,12 +233,16 @@ fn start_one(name: &str, major: u32, scenario: &str, owner: &str) -> Result<Clus
     })
 }
 
-/// atexit handler: stop every scenario cluster (idempotent for those that never started).
+/// atexit handler: stop every scenario cluster (idempotent for those that never started),
+/// unless another live test process shares it (`pg-sandbox release` stops a cluster when its
+/// last owner is done, so two `cargo test` runs at once do not pull servers from each other).
 extern "C" fn stop_all() {
     let names: Vec<&str> = SCENARIOS.iter().map(|s| s.0).collect();
     let mut cmd = Command::new(sandbox_script());
-    cmd.arg("stop")
+    cmd.arg("release")
         .args(&names)
+        .arg("--owner-pid")
+        .arg(std::process::id().to_string())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("PGREADY_SANDBOX_DIR", sandbox_dir())
         .stdin(Stdio::null());
@@ -244,12 +251,12 @@ extern "C" fn stop_all() {
     let report = match cmd.output() {
         Ok(out) if out.status.success() => return,
         Ok(out) => format!(
-            "pg-sandbox stop {} failed ({}):\n{}",
+            "pg-sandbox release {} failed ({}):\n{}",
             names.join(" "),
             out.status,
             String::from_utf8_lossy(&out.stderr)
         ),
-        Err(e) => format!("cannot run pg-sandbox stop: {e}"),
+        Err(e) => format!("cannot run pg-sandbox release: {e}"),
     };
     let _ = writeln!(std::io::stderr(), "{report}");
 }
