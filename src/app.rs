@@ -4,7 +4,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::cli::{AuditArgs, Cli, Command, ConnArgs, ContextArgs, FactsArgs, FailOn, RulesCommand};
+use crate::cli::{
+    AuditArgs, Cli, Command, ConnArgs, ContextArgs, FactsArgs, FailOn, RulesCommand, SourceArgs,
+};
 use crate::config::{Config, ContextConfig};
 use crate::facts::Facts;
 use crate::judge::Decision;
@@ -62,7 +64,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure::Audit(format!("cannot start the async runtime: {e}")))
 }
 
-fn collect_live(conn: &ConnArgs, config: &Config, ctx: &ContextArgs) -> Result<Facts, Failure> {
+fn collect_live(
+    conn: &ConnArgs,
+    config: &Config,
+    ctx: &ContextArgs,
+    sources: &SourceArgs,
+) -> Result<Facts, Failure> {
     let target =
         Target::resolve(conn.conninfo.as_deref()).map_err(|e| Failure::Input(e.to_string()))?;
     let opts = session_options(conn);
@@ -70,8 +77,11 @@ fn collect_live(conn: &ConnArgs, config: &Config, ctx: &ContextArgs) -> Result<F
         .block_on(crate::collect::collect(
             &target,
             &opts,
-            config,
-            &context_flags(ctx),
+            &crate::collect::Inputs {
+                config,
+                context: &context_flags(ctx),
+                sources,
+            },
         ))
         .map_err(|e| Failure::Audit(e.to_string()))
 }
@@ -117,7 +127,7 @@ fn audit(a: &AuditArgs) -> Result<ExitCode, Failure> {
     config.validate(&pack)?;
     let facts = match &a.from_facts {
         Some(path) => read_facts(path)?,
-        None => collect_live(&a.conn, &config, &a.context)?,
+        None => collect_live(&a.conn, &config, &a.context, &a.sources)?,
     };
     if let Some(path) = &a.save_facts {
         write_facts(&facts, Some(path))?;
@@ -138,7 +148,7 @@ fn audit(a: &AuditArgs) -> Result<ExitCode, Failure> {
 
 fn facts(a: &FactsArgs) -> Result<ExitCode, Failure> {
     let config = Config::load(a.config.as_deref())?;
-    let facts = collect_live(&a.conn, &config, &a.context)?;
+    let facts = collect_live(&a.conn, &config, &a.context, &a.sources)?;
     write_facts(&facts, a.output.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -62,6 +62,11 @@ pub struct ContextArgs {
     pub workload: Option<Workload>,
 }
 
+/// Where the other fact sources are (backup tools, monitoring, runbooks, …). The same
+/// keys exist in `pgready.toml`; a flag wins over the file. Shared by `audit` and `facts`.
+#[derive(Debug, Args, Default, Clone)]
+pub struct SourceArgs {}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FailOn {
     /// Exit 1 on NO-GO only.
@@ -94,6 +99,8 @@ pub struct AuditArgs {
     pub fail_on: FailOn,
     #[command(flatten)]
     pub context: ContextArgs,
+    #[command(flatten)]
+    pub sources: SourceArgs,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +115,8 @@ pub struct FactsArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub context: ContextArgs,
+    #[command(flatten)]
+    pub sources: SourceArgs,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
+use crate::cli::SourceArgs;
 use crate::config::{Config, ContextConfig, datetime_epoch};
 use crate::facts::{Facts, Section, TargetInfo};
 use crate::target::{ConnectError, SessionOptions, Target};
@@ -107,13 +108,23 @@ pub fn evidence_section(config: &Config, now: i64) -> Section {
     }))
 }
 
+/// What the user told pgready about the sources beyond the server itself.
+pub struct Inputs<'a> {
+    /// `pgready.toml` (or an empty configuration).
+    pub config: &'a Config,
+    /// Context flags (they win over `[context]` of the file).
+    pub context: &'a ContextConfig,
+    /// Flags naming the other sources (backup tools, monitoring, runbooks, …).
+    pub sources: &'a SourceArgs,
+}
+
 /// Collect every section for `target`.
 pub async fn collect(
     target: &Target,
     opts: &SessionOptions,
-    config: &Config,
-    context_flags: &ContextConfig,
+    inputs: &Inputs<'_>,
 ) -> Result<Facts, AuditError> {
+    let config = inputs.config;
     let started = Instant::now();
     let now = now_epoch();
     let mut facts = Facts::new(
@@ -134,7 +145,7 @@ pub async fn collect(
         Section::missing("server is remote (host facts need SSH, not yet supported)")
     };
     facts.insert("host", host);
-    add_offline_sections(&mut facts, config, context_flags);
+    add_offline_sections(&mut facts, config, inputs.context);
     facts.duration_ms = started.elapsed().as_millis() as u64;
     Ok(facts)
 }
