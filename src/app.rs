@@ -208,5 +208,6 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Failure> {
         Command::Audit(a) => audit(a),
         Command::Facts(a) => facts(a),
         Command::Rules(r) => rules(&r.command),
+        Command::RestoreTest(r) => crate::restore_test::run(r),
     }
 }

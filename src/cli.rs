@@ -28,6 +28,9 @@ pub enum Command {
     Facts(FactsArgs),
     /// List, explain and check the rules.
     Rules(RulesArgs),
+    /// Restore the newest backup (or a given set / point in time) into a scratch folder,
+    /// start it, verify it, measure RTO and RPO, and record the result as evidence B3.
+    RestoreTest(RestoreTestArgs),
 }
 
 /// How to reach the server.
@@ -65,7 +68,24 @@ pub struct ContextArgs {
 /// Where the other fact sources are (backup tools, monitoring, runbooks, …). The same
 /// keys exist in `pgready.toml`; a flag wins over the file. Shared by `audit` and `facts`.
 #[derive(Debug, Args, Default, Clone)]
-pub struct SourceArgs {}
+pub struct SourceArgs {
+    /// pgBackRest stanza of this server (same as `[backup] pgbackrest_stanza`). Without any
+    /// backup flag, a local server's stanza is looked up in pgBackRest's default config.
+    #[arg(long, value_name = "NAME")]
+    pub pgbackrest_stanza: Option<String>,
+    /// pgBackRest configuration file (default: pgBackRest's own defaults).
+    #[arg(long, value_name = "FILE")]
+    pub pgbackrest_config: Option<PathBuf>,
+    /// Barman server name of this PostgreSQL server (same as `[backup] barman_server`).
+    #[arg(long, value_name = "NAME")]
+    pub barman_server: Option<String>,
+    /// Barman configuration file (default: Barman's own, /etc/barman.conf).
+    #[arg(long, value_name = "FILE")]
+    pub barman_config: Option<PathBuf>,
+    /// WAL-G environment file (KEY=VALUE lines: WALG_S3_PREFIX, credentials…).
+    #[arg(long, value_name = "FILE")]
+    pub walg_env: Option<PathBuf>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FailOn {
@@ -147,4 +167,36 @@ pub enum RulesCommand {
         #[arg(long, value_name = "DIR")]
         rules: Vec<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreTestArgs {
+    /// The audited server (read-only session: its system identifier and current WAL position).
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The pgready.toml the evidence entry is appended to (default ./pgready.toml, created
+    /// when missing); its `[backup]` section names the tool too.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Folder in which a new scratch folder is made (default: the system's temporary folder).
+    #[arg(long, value_name = "DIR")]
+    pub scratch: Option<PathBuf>,
+    /// Restore this backup set (its label) instead of the newest, to its consistent point.
+    #[arg(long, value_name = "LABEL")]
+    pub set: Option<String>,
+    /// Recover to this point in time (e.g. "2026-11-20 14:00:00+00") instead of the end of the archive.
+    #[arg(long, value_name = "TIME", conflicts_with = "set")]
+    pub target_time: Option<String>,
+    /// Who signs the evidence entry off (default: the OS user).
+    #[arg(long, value_name = "NAME")]
+    pub by: Option<String>,
+    /// OS user that runs the restore and the scratch server when pgready runs as root
+    /// (default: pgready, created when missing, as scripts/pg-sandbox does).
+    #[arg(long, value_name = "USER")]
+    pub os_user: Option<String>,
+    /// Seconds the restore and recovery may take before the test is declared failed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub timeout: u64,
+    #[command(flatten)]
+    pub sources: SourceArgs,
 }

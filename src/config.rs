@@ -20,7 +20,26 @@ pub struct Config {
     pub rules: BTreeMap<String, RuleConfig>,
     pub waivers: Vec<Waiver>,
     pub evidence: Vec<Evidence>,
+    /// `[backup]`: which backup tool holds this server's backups (flags win).
+    pub backup: BackupConfig,
     spans: BTreeMap<String, (usize, usize)>,
+}
+
+/// `[backup]` of pgready.toml: the same keys as the flags (`--pgbackrest-stanza` is
+/// `pgbackrest_stanza`, or `pgbackrest-stanza`). Relative paths are taken from the file's folder.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    #[serde(alias = "pgbackrest-stanza")]
+    pub pgbackrest_stanza: Option<String>,
+    #[serde(alias = "pgbackrest-config")]
+    pub pgbackrest_config: Option<PathBuf>,
+    #[serde(alias = "barman-server")]
+    pub barman_server: Option<String>,
+    #[serde(alias = "barman-config")]
+    pub barman_config: Option<PathBuf>,
+    #[serde(alias = "walg-env")]
+    pub walg_env: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
@@ -126,6 +145,8 @@ struct Raw {
     waiver: Vec<Spanned<Waiver>>,
     #[serde(default)]
     evidence: Vec<Spanned<Evidence>>,
+    #[serde(default)]
+    backup: BackupConfig,
 }
 
 /// The name looked for in the current folder when `--config` is not given.
@@ -235,10 +256,23 @@ impl Config {
             spans.insert(format!("rule:{id}"), line_col(text, rc.span().start));
             rules.insert(id, rc.into_inner());
         }
+        let mut backup = raw.backup;
+        for file in [
+            &mut backup.pgbackrest_config,
+            &mut backup.barman_config,
+            &mut backup.walg_env,
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|f| f.is_relative())
+        {
+            *file = path.parent().unwrap_or(Path::new("")).join(&*file);
+        }
         if !errs.is_empty() {
             return Err(LoadError(errs));
         }
         Ok(Config {
+            backup,
             path: Some(path.to_path_buf()),
             context: raw.context,
             verdict: raw.verdict,

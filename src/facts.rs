@@ -131,4 +131,5 @@ pub const SECTIONS: &[&str] = &[
     "host",
     "evidence",
     "context",
+    "backup",
 ];

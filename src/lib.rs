@@ -10,5 +10,6 @@ pub mod evaluate;
 pub mod facts;
 pub mod judge;
 pub mod report;
+pub mod restore_test;
 pub mod rules;
 pub mod target;

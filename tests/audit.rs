@@ -112,6 +112,19 @@ fn check_default(name: &str) {
     }
     // The bootstrap superuser connected: everything was readable.
     for (section, s) in r["sections"].as_object().into_iter().flatten() {
+        // No backup tool is set up for the default cluster: the backup section says what
+        // was looked for.
+        if section == "backup" {
+            assert_eq!(s["collected"], false, "{s}");
+            assert!(
+                s["reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("no backup tool named"),
+                "{s}"
+            );
+            continue;
+        }
         assert_eq!(s["collected"], true, "{section} not collected: {s}");
     }
     // Nothing broken in the rule pack.
@@ -122,6 +135,18 @@ fn check_default(name: &str) {
     assert!(errors.is_empty(), "rules in error: {errors:?}");
 }
 
+/// A rule not evaluated because the backup section was not collected. The sandbox's 18 and
+/// 17 clusters cannot have a backup tool here (Debian 12's pgBackRest 2.45 supports
+/// PostgreSQL up to 15; Barman 3.4 likewise): their backup-tool rules (B1, B2, B4–B6) are
+/// honestly not evaluated, and the level-1 ones hold the maturity level at 0. tests/backup.rs
+/// runs the same rules against a real pgBackRest repository of a PostgreSQL 15 cluster.
+fn backup_not_collected(f: &Value) -> bool {
+    f["status"] == "not_evaluated"
+        && f["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("backup not collected: no backup tool named"))
+}
+
 fn check_hardened(name: &str) {
     let pg = common::cluster(name);
     let out = pg.pgready(&["audit", &pg.uri, "--format", "json"]);
@@ -129,6 +154,7 @@ fn check_hardened(name: &str) {
     let bad: Vec<String> = findings(&r)
         .iter()
         .filter(|f| !matches!(f["status"].as_str(), Some("pass" | "not_applicable")))
+        .filter(|f| !backup_not_collected(f))
         .map(|f| {
             format!(
                 "{} {} {} {}",
@@ -143,11 +169,26 @@ fn check_hardened(name: &str) {
     );
     assert_eq!(r["verdict"]["decision"], "GO", "{}", r["verdict"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(
-        r["verdict"]["maturity_level"].as_u64().unwrap_or(0) >= 2,
-        "{}",
-        r["verdict"]
-    );
+    // Only the backup-tool rules may hold the level back (see backup_not_collected).
+    let blocking: Vec<&Value> = r["verdict"]["next_level"]["blocking_rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    for b in &blocking {
+        let f = findings(&r)
+            .iter()
+            .find(|f| f["rule_id"] == **b)
+            .unwrap_or_else(|| panic!("no finding {b}"));
+        assert!(backup_not_collected(f), "{b} holds the maturity level: {f}");
+    }
+    if blocking.is_empty() {
+        assert!(
+            r["verdict"]["maturity_level"].as_u64().unwrap_or(0) >= 2,
+            "{}",
+            r["verdict"]
+        );
+    }
     let v = r["server"]["version_num"].as_i64().unwrap_or(0);
     assert_eq!(v / 10000, i64::from(pg.major));
 }

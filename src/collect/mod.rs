@@ -1,6 +1,7 @@
 //! Collectors: the only stage that touches the world. Each fills its own sections of
 //! [`Facts`] or records why it could not.
 
+pub mod backup;
 pub mod host;
 pub mod postgres;
 
@@ -145,6 +146,17 @@ pub async fn collect(
         Section::missing("server is remote (host facts need SSH, not yet supported)")
     };
     facts.insert("host", host);
+    // The backup tool's view of this cluster (B1, B2, B4–B6), matched by system identifier.
+    let backup_server = backup::ServerFacts::from_facts(&facts);
+    facts.insert(
+        "backup",
+        backup::collect(
+            inputs.sources,
+            &config.backup,
+            &backup_server,
+            facts.collected_at,
+        ),
+    );
     add_offline_sections(&mut facts, config, inputs.context);
     facts.duration_ms = started.elapsed().as_millis() as u64;
     Ok(facts)

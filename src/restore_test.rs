@@ -1,0 +1,934 @@
+//! `pgready restore-test`: restore a backup of the audited cluster into a scratch folder on
+//! this machine, start it on a free loopback port as an unprivileged user, wait for
+//! recovery to end, verify it read-only, measure the observed RTO and RPO, always stop and
+//! remove the scratch cluster, and append a signed-off evidence entry B3 to pgready.toml.
+//!
+//! The audited server only gets one read-only session (system identifier, data directory,
+//! the bootstrap superuser's name, its current WAL position). pgBackRest is the supported
+//! tool: `pgbackrest restore --pg1-path=SCRATCH/data --tablespace-map-all=SCRATCH/tblspc
+//! --archive-mode=off` (so neither the data directory nor a tablespace of the audited
+//! server is written, and the scratch cluster never archives into the repository), then
+//! the server is started with command-line settings, which win over every configuration
+//! file (docs config-setting.html, "Parameter Interaction via the Shell"): its own port,
+//! socket folder and pg_hba.conf (Unix socket only, trust, in a folder only its owner can
+//! enter), no TLS, no archiving, 128 MB of shared_buffers.
+//!
+//! Facts relied on (PostgreSQL 14–18, docs functions-recovery-control /
+//! functions-admin): `pg_is_in_recovery()`; `pg_last_xact_replay_timestamp()` and
+//! `pg_last_wal_replay_lsn()` stay at the last record replayed once recovery has ended;
+//! archive recovery without a target ends (and promotes) when the archive has no next
+//! segment; `recovery_target_action = promote` is what pgBackRest's `--target-action`
+//! writes. pgBackRest restore options (`--set`, `--type` default|immediate|time,
+//! `--target`, `--target-action`, `--archive-mode`, `--tablespace-map-all`) are those of
+//! src/build/config/config.yaml at release/2.45.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::app::Failure;
+use crate::cli::RestoreTestArgs;
+use crate::collect::backup::{self, BackupSet, ServerFacts, Source, display_command, pgbackrest};
+use crate::config::{Config, DEFAULT_FILE};
+use crate::target::{SessionOptions, Target};
+
+/// What the audited server told us.
+struct Audited {
+    system_identifier: String,
+    data_directory: Option<String>,
+    superuser: String,
+    major: i64,
+    wal_segment_size: Option<i64>,
+    lsn: Option<u64>,
+}
+
+/// `X/Y` → bytes.
+fn parse_lsn(s: &str) -> Option<u64> {
+    let (hi, lo) = s.split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+fn now_epoch() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn utc(epoch: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(epoch)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| epoch.to_string())
+}
+
+fn toml_datetime(epoch: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(epoch)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| "1970-01-01".to_string())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Audit(format!("cannot start the async runtime: {e}")))
+}
+
+async fn read_audited(target: &Target, opts: &SessionOptions) -> Result<Audited, Failure> {
+    let client = crate::target::connect(target, opts)
+        .await
+        .map_err(|e| Failure::Audit(e.to_string()))?;
+    let row = client
+        .query_one(
+            "SELECT (SELECT system_identifier::text FROM pg_catalog.pg_control_system()) AS sysid, \
+                    (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'data_directory') AS data_directory, \
+                    (SELECT rolname::text FROM pg_catalog.pg_roles WHERE oid = 10) AS superuser, \
+                    current_setting('server_version_num')::int4 / 10000 AS major, \
+                    (SELECT setting::int8 FROM pg_catalog.pg_settings WHERE name = 'wal_segment_size') AS seg, \
+                    (CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() \
+                          ELSE pg_catalog.pg_current_wal_lsn() END)::text AS lsn",
+            &[],
+        )
+        .await
+        .map_err(|e| Failure::Audit(format!("reading the audited server's identity failed: {e}")))?;
+    let get =
+        |name: &str| -> Option<String> { row.try_get::<_, Option<String>>(name).ok().flatten() };
+    let Some(system_identifier) = get("sysid") else {
+        return Err(Failure::Audit(
+            "the audit role may not execute pg_control_system(): the backup cannot be matched to \
+             this cluster (GRANT EXECUTE ON FUNCTION pg_control_system() TO the role)"
+                .to_string(),
+        ));
+    };
+    Ok(Audited {
+        system_identifier,
+        data_directory: get("data_directory"),
+        superuser: get("superuser").unwrap_or_else(|| "postgres".to_string()),
+        major: row.try_get::<_, i32>("major").map(i64::from).unwrap_or(0),
+        wal_segment_size: row.try_get::<_, Option<i64>>("seg").ok().flatten(),
+        lsn: get("lsn").as_deref().and_then(parse_lsn),
+    })
+}
+
+/// Free bytes for an unprivileged user on the file system of `path` (statvfs).
+fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated path and `st` is a plain struct we own.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+fn gib(b: u64) -> String {
+    if b >= 1 << 30 {
+        format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{} MiB", b.div_ceil(1 << 20))
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The OS user running the restore and the scratch server.
+fn os_user(flag: Option<&str>) -> Result<Option<String>, Failure> {
+    if !is_root() {
+        if flag.is_some() {
+            return Err(Failure::Input(
+                "--os-user needs pgready to run as root (otherwise the restore runs as you)"
+                    .to_string(),
+            ));
+        }
+        return Ok(None);
+    }
+    let user = flag.unwrap_or("pgready").to_string();
+    let exists = Command::new("id")
+        .args(["-u", &user])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !exists {
+        if flag.is_some() {
+            return Err(Failure::Input(format!(
+                "OS user {user} does not exist (--os-user)"
+            )));
+        }
+        let ok = Command::new("useradd")
+            .args([
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                &user,
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Err(Failure::Input(format!(
+                "cannot create the system user {user} (PostgreSQL refuses to run as root): create it, or pass --os-user"
+            )));
+        }
+    }
+    Ok(Some(user))
+}
+
+/// Run a command as `user` (through runuser) or as ourselves, in `/`.
+fn run_as(
+    user: Option<&str>,
+    program: &str,
+    args: &[String],
+    timeout: Duration,
+) -> Result<backup::ToolOutput, String> {
+    match user {
+        Some(u) => {
+            let mut a = vec![
+                "-u".to_string(),
+                u.to_string(),
+                "--".to_string(),
+                program.to_string(),
+            ];
+            a.extend(args.iter().cloned());
+            backup::run_tool_in("runuser", &a, &[], timeout, Some(Path::new("/")))
+        }
+        None => backup::run_tool_in(program, args, &[], timeout, Some(Path::new("/"))),
+    }
+}
+
+/// Folder of the server binaries of `major`: PG_BIN, `pg_config --bindir`, Debian's layout.
+fn bindir(major: i64) -> Result<PathBuf, Failure> {
+    let version_major = |dir: &Path| -> Option<i64> {
+        let out = Command::new(dir.join("postgres"))
+            .arg("--version")
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_whitespace()
+            .last()?
+            .split('.')
+            .next()?
+            .parse()
+            .ok()
+    };
+    let mut tried = Vec::new();
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(p) = std::env::var_os("PG_BIN").filter(|p| !p.is_empty()) {
+        candidates.push(PathBuf::from(p));
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        candidates.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    }
+    candidates.push(PathBuf::from(format!("/usr/lib/postgresql/{major}/bin")));
+    for c in candidates {
+        match version_major(&c) {
+            Some(m) if m == major => return Ok(c),
+            Some(m) => tried.push(format!("{} (PostgreSQL {m})", c.display())),
+            None => tried.push(format!("{} (no postgres)", c.display())),
+        }
+    }
+    Err(Failure::Input(format!(
+        "no PostgreSQL {major} server binaries found (the backup is of PostgreSQL {major}); tried {}: \
+         install them (e.g. apt-get install postgresql-{major}) or set PG_BIN",
+        tried.join(", ")
+    )))
+}
+
+/// The scratch cluster: stopped and removed when dropped, whatever happened.
+struct Scratch {
+    dir: PathBuf,
+    bindir: PathBuf,
+    user: Option<String>,
+    started: bool,
+}
+
+impl Scratch {
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.started {
+            let args = vec![
+                "-D".to_string(),
+                self.data().display().to_string(),
+                "-m".to_string(),
+                "immediate".to_string(),
+                "-w".to_string(),
+                "stop".to_string(),
+            ];
+            let pg_ctl = self.bindir.join("pg_ctl").display().to_string();
+            let _ = run_as(
+                self.user.as_deref(),
+                &pg_ctl,
+                &args,
+                Duration::from_secs(60),
+            );
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!(
+                "warning: could not remove the scratch folder {}: {e}",
+                self.dir.display()
+            );
+        }
+    }
+}
+
+fn chown(path: &Path, user: &str) -> Result<(), String> {
+    let out = Command::new("chown")
+        .args(["-R", &format!("{user}:"), &path.display().to_string()])
+        .output()
+        .map_err(|e| format!("chown: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "chown -R {user}: {} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The outcome of one attempt (the scratch cluster is gone once this exists).
+struct Outcome {
+    ok: bool,
+    rto_s: Option<i64>,
+    rpo_s: Option<i64>,
+    rpo_bytes: Option<u64>,
+    summary: String,
+}
+
+/// A path usable unquoted in pg_ctl's `-o` and in a postgres `-c` option.
+fn plain_path(p: &Path) -> bool {
+    p.to_str().is_some_and(|s| {
+        s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+    })
+}
+
+struct Plan<'a> {
+    stanza: &'a str,
+    config: Option<&'a Path>,
+    set: &'a BackupSet,
+    target_time: Option<&'a str>,
+    explicit_set: bool,
+    audited: &'a Audited,
+    timeout: Duration,
+}
+
+async fn restore_and_verify(scratch: &mut Scratch, plan: &Plan<'_>) -> Outcome {
+    let t0 = Instant::now();
+    let t0_epoch = now_epoch();
+    let fail = |msg: String| Outcome {
+        ok: false,
+        rto_s: None,
+        rpo_s: None,
+        rpo_bytes: None,
+        summary: msg,
+    };
+    let user = scratch.user.clone();
+    // 1. Restore.
+    let mut args = pgbackrest::base_args(plan.config);
+    args.extend([
+        format!("--stanza={}", plan.stanza),
+        format!("--pg1-path={}", scratch.data().display()),
+        format!(
+            "--tablespace-map-all={}",
+            scratch.dir.join("tblspc").display()
+        ),
+        "--archive-mode=off".to_string(),
+    ]);
+    let what = if let Some(t) = plan.target_time {
+        args.extend([
+            "--type=time".to_string(),
+            format!("--target={t}"),
+            "--target-action=promote".to_string(),
+        ]);
+        format!("recovered to {t}")
+    } else if plan.explicit_set {
+        args.extend([
+            format!("--set={}", plan.set.label),
+            "--type=immediate".to_string(),
+            "--target-action=promote".to_string(),
+        ]);
+        format!("set {} recovered to its consistent point", plan.set.label)
+    } else {
+        args.push(format!("--set={}", plan.set.label));
+        format!(
+            "set {} ({}) recovered to the end of the archive",
+            plan.set.label, plan.set.kind
+        )
+    };
+    args.push("restore".to_string());
+    let shown = display_command("pgbackrest", &args);
+    eprintln!("restore-test: {shown}");
+    if let Err(e) = run_as(user.as_deref(), "pgbackrest", &args, plan.timeout) {
+        return fail(format!("restore failed: {e}"));
+    }
+    let restored_s = t0.elapsed().as_secs();
+    eprintln!("restore-test: restored in {restored_s} s; starting the scratch server");
+    // 2. Start on a free loopback port, reachable only through its own socket folder.
+    let hba = scratch.dir.join("pg_hba.conf");
+    if let Err(e) = std::fs::write(
+        &hba,
+        "# pgready restore-test: the scratch cluster's only door\nlocal all all trust\n",
+    ) {
+        return fail(format!("cannot write {}: {e}", hba.display()));
+    }
+    if let Some(u) = &user
+        && let Err(e) = chown(&hba, u)
+    {
+        return fail(e);
+    }
+    let port = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+        Ok(a) => a.port(),
+        Err(e) => return fail(format!("no free loopback port: {e}")),
+    };
+    let dir = scratch.dir.display().to_string();
+    let opts = [
+        format!("port={port}"),
+        "listen_addresses=127.0.0.1".to_string(),
+        format!("unix_socket_directories={dir}"),
+        format!("hba_file={}", hba.display()),
+        "archive_mode=off".to_string(),
+        "ssl=off".to_string(),
+        "logging_collector=off".to_string(),
+        "shared_buffers=128MB".to_string(),
+        "hot_standby=on".to_string(),
+        "cluster_name=pgready-restore-test".to_string(),
+    ]
+    .iter()
+    .map(|o| format!("-c {o}"))
+    .collect::<Vec<_>>()
+    .join(" ");
+    let log = scratch.dir.join("server.log");
+    let pg_ctl = scratch.bindir.join("pg_ctl").display().to_string();
+    let start = vec![
+        "-D".to_string(),
+        scratch.data().display().to_string(),
+        "-l".to_string(),
+        log.display().to_string(),
+        "-o".to_string(),
+        opts,
+        "-W".to_string(),
+        "start".to_string(),
+    ];
+    scratch.started = true;
+    if let Err(e) = run_as(user.as_deref(), &pg_ctl, &start, Duration::from_secs(60)) {
+        return fail(format!("the restored cluster did not start: {e}"));
+    }
+    let log_tail = || {
+        std::fs::read_to_string(&log)
+            .map(|t| {
+                let lines: Vec<&str> = t.lines().collect();
+                lines[lines.len().saturating_sub(8)..].join(" / ")
+            })
+            .unwrap_or_default()
+    };
+    // 3. Wait for the end of recovery.
+    let conninfo = format!(
+        "host={dir} port={port} user={} dbname=postgres sslmode=disable connect_timeout=5",
+        plan.audited.superuser
+    );
+    let target = match Target::resolve_with(Some(&conninfo), &|_| None, None) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("cannot address the scratch cluster: {e}")),
+    };
+    let sess = SessionOptions {
+        statement_timeout: Duration::from_secs(600),
+        ..SessionOptions::default()
+    };
+    let client = loop {
+        if t0.elapsed() > plan.timeout {
+            return fail(format!(
+                "recovery did not finish within {} s; server log: {}",
+                plan.timeout.as_secs(),
+                log_tail()
+            ));
+        }
+        let pid_alive = std::fs::read_to_string(scratch.data().join("postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))
+            // SAFETY: kill with signal 0 only checks that the process exists.
+            .is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0);
+        if !pid_alive && t0.elapsed().as_secs() > restored_s + 5 {
+            return fail(format!(
+                "the restored cluster stopped during recovery; server log: {}",
+                log_tail()
+            ));
+        }
+        if let Ok(c) = crate::target::connect(&target, &sess).await
+            && let Ok(row) = c
+                .query_one("SELECT pg_catalog.pg_is_in_recovery()", &[])
+                .await
+            && !row.get::<_, bool>(0)
+        {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let rto_s = t0.elapsed().as_secs() as i64;
+    eprintln!("restore-test: recovery finished after {rto_s} s; verifying");
+    // 4. Read-only verification.
+    let row = match client
+        .query_one(
+            "SELECT extract(epoch FROM pg_catalog.pg_last_xact_replay_timestamp())::int8, \
+                    pg_catalog.pg_last_wal_replay_lsn()::text",
+            &[],
+        )
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format!("reading the recovered point failed: {e}")),
+    };
+    let replay_ts: Option<i64> = row.try_get(0).ok().flatten();
+    let replay_lsn: Option<u64> = row
+        .try_get::<_, Option<String>>(1)
+        .ok()
+        .flatten()
+        .as_deref()
+        .and_then(parse_lsn);
+    let dbs: Vec<String> = match client
+        .query(
+            "SELECT datname::text FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1",
+            &[],
+        )
+        .await
+    {
+        Ok(rows) => rows.iter().filter_map(|r| r.try_get(0).ok()).collect(),
+        Err(e) => return fail(format!("listing the databases failed: {e}")),
+    };
+    drop(client);
+    let mut relations = 0i64;
+    for db in &dbs {
+        let t = target.for_database(db);
+        let counted = match crate::target::connect(&t, &sess).await {
+            Ok(c) => c
+                .query_one("SELECT count(*) FROM pg_catalog.pg_class", &[])
+                .await
+                .map(|r| r.get::<_, i64>(0))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match counted {
+            Ok(n) => relations += n,
+            Err(e) => {
+                return fail(format!(
+                    "database {db} of the restored cluster is not readable: {e}"
+                ));
+            }
+        }
+    }
+    let amcheck_bin = scratch.bindir.join("pg_amcheck");
+    let amcheck = if amcheck_bin.is_file() {
+        let a: Vec<String> = [
+            "-h",
+            &dir,
+            "-p",
+            &port.to_string(),
+            "-U",
+            &plan.audited.superuser,
+            "--all",
+            "--install-missing",
+            "--no-password",
+        ]
+        .map(String::from)
+        .to_vec();
+        match run_as(
+            user.as_deref(),
+            &amcheck_bin.display().to_string(),
+            &a,
+            plan.timeout,
+        ) {
+            Ok(_) => "pg_amcheck --all OK".to_string(),
+            Err(e) => return fail(format!("pg_amcheck found problems: {e}")),
+        }
+    } else {
+        "pg_amcheck not available".to_string()
+    };
+    // 5. Observed RPO: what a disaster at the start of the test would have lost.
+    let recovered_at = replay_ts.unwrap_or(plan.set.stop_time);
+    let rpo_s = (t0_epoch - recovered_at).max(0);
+    let rpo_bytes = match (plan.audited.lsn, replay_lsn) {
+        (Some(a), Some(r)) => Some(a.saturating_sub(r)),
+        _ => None,
+    };
+    Outcome {
+        ok: true,
+        rto_s: Some(rto_s),
+        rpo_s: Some(rpo_s),
+        rpo_bytes,
+        summary: format!(
+            "pgready restore-test: pgBackRest stanza {}, {what} on {} in {rto_s} s (restore {restored_s} s); \
+             {} databases, {relations} relations, {amcheck}; recovered up to {} ({}), RPO {rpo_s} s",
+            plan.stanza,
+            hostname(),
+            dbs.len(),
+            utc(recovered_at),
+            if replay_ts.is_some() {
+                "last replayed commit"
+            } else {
+                "backup end"
+            },
+        ),
+    }
+}
+
+/// The effective user's name from the password database.
+fn passwd_name() -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: getpwuid_r writes into `pwd` and `buf` (sized as passed) and sets `result`.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    let rc = unsafe {
+        libc::getpwuid_r(
+            libc::geteuid(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: pw_name points into `buf`, NUL-terminated by getpwuid_r.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    name.to_str()
+        .ok()
+        .map(str::to_string)
+        .filter(|n| !n.is_empty())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "this host".to_string())
+}
+
+/// The evidence entry, as TOML text.
+pub fn evidence_text(
+    epoch: i64,
+    by: &str,
+    ok: bool,
+    summary: &str,
+    metrics: &[(&str, Option<i64>)],
+) -> String {
+    let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let mut t = format!(
+        "\n# Written by `pgready restore-test` on {}.\n[[evidence]]\nitem = \"B3\"\ndate = {}\nby = {}\nresult = \"{}\"\nsummary = {}\n",
+        utc(epoch),
+        toml_datetime(epoch),
+        q(by),
+        if ok { "pass" } else { "fail" },
+        q(summary)
+    );
+    let m: Vec<String> = metrics
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k} = {v}")))
+        .collect();
+    if !m.is_empty() {
+        t.push_str("[evidence.metrics]\n");
+        t.push_str(&m.join("\n"));
+        t.push('\n');
+    }
+    t
+}
+
+/// Append `entry` to the configuration file (created when missing), after checking that
+/// the result still parses; the user's text is never rewritten.
+fn append_evidence(path: &Path, entry: &str) -> Result<(), Failure> {
+    let existing = match std::fs::read_to_string(path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(Failure::Input(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    let mut add = String::new();
+    match &existing {
+        None => add.push_str("# pgready.toml: context, rule parameters, waivers and evidence (see `pgready rules coverage`).\n"),
+        Some(t) if !t.is_empty() && !t.ends_with('\n') => add.push('\n'),
+        _ => {}
+    }
+    add.push_str(entry);
+    let whole = format!("{}{add}", existing.as_deref().unwrap_or(""));
+    Config::parse(path, &whole).map_err(|e| {
+        Failure::Input(format!(
+            "the evidence entry would not parse in {}: {e}; nothing written",
+            path.display()
+        ))
+    })?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Failure::Input(format!("cannot write {}: {e}", path.display())))?;
+    f.write_all(add.as_bytes())
+        .map_err(|e| Failure::Input(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Run `pgready restore-test`.
+pub fn run(a: &RestoreTestArgs) -> Result<ExitCode, Failure> {
+    let config_path = a
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
+    // The file must parse before anything is restored (the entry is appended to it).
+    let config = if config_path.is_file() {
+        Config::load(Some(&config_path))?
+    } else if a.config.is_some() && config_path.exists() {
+        return Err(Failure::Input(format!(
+            "{} is not a file",
+            config_path.display()
+        )));
+    } else {
+        Config::default()
+    };
+    let source = backup::requested(&a.sources, &config.backup).map_err(Failure::Input)?;
+    let target =
+        Target::resolve(a.conn.conninfo.as_deref()).map_err(|e| Failure::Input(e.to_string()))?;
+    let sess = SessionOptions {
+        connect_timeout: Duration::from_secs(a.conn.connect_timeout),
+        statement_timeout: Duration::from_secs(a.conn.statement_timeout),
+        ..SessionOptions::default()
+    };
+    let rt = runtime()?;
+    let audited = rt.block_on(read_audited(&target, &sess))?;
+    let server = ServerFacts {
+        system_identifier: Some(audited.system_identifier.clone()),
+        data_directory: audited.data_directory.clone(),
+        major: Some(audited.major),
+        wal_segment_size: audited.wal_segment_size,
+        local: target.is_local(),
+    };
+    let (stanza, pgb_config) = match source {
+        Some((Source::PgBackRest { stanza, config }, _)) => (stanza, config),
+        Some((Source::Barman { .. }, _)) | Some((Source::WalG { .. }, _)) => {
+            return Err(Failure::Input(
+                "restore-test restores from pgBackRest only (Barman and WAL-G are read by `audit`, \
+                 not restored yet): give --pgbackrest-stanza"
+                    .to_string(),
+            ));
+        }
+        None => match pgbackrest::detect(&server) {
+            Ok((stanza, msg)) => {
+                eprintln!("restore-test: {msg}");
+                (Some(stanza), None)
+            }
+            Err(msg) => return Err(Failure::Input(msg)),
+        },
+    };
+    let report = pgbackrest::collect(stanza.as_deref(), pgb_config.as_deref(), &server)
+        .map_err(Failure::Input)?;
+    let ours: Vec<&BackupSet> = report
+        .backups
+        .iter()
+        .filter(|b| b.system_identifier.as_deref() == Some(audited.system_identifier.as_str()))
+        .collect();
+    let set = match &a.set {
+        Some(label) => match report.backups.iter().find(|b| &b.label == label) {
+            Some(b)
+                if b.system_identifier.as_deref() == Some(audited.system_identifier.as_str()) =>
+            {
+                b
+            }
+            Some(b) => {
+                return Err(Failure::Input(format!(
+                    "backup set {label} is of another cluster (system identifier {}, this server is {})",
+                    b.system_identifier.as_deref().unwrap_or("unknown"),
+                    audited.system_identifier
+                )));
+            }
+            None => {
+                return Err(Failure::Input(format!(
+                    "stanza {} has no backup set {label} (sets of this cluster: {})",
+                    report.name,
+                    ours.iter()
+                        .map(|b| b.label.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        },
+        None => match ours.iter().max_by_key(|b| b.stop_time) {
+            Some(b) => b,
+            None => {
+                return Err(Failure::Input(format!(
+                    "stanza {} holds no backup of this cluster (system identifier {}): nothing to restore",
+                    report.name, audited.system_identifier
+                )));
+            }
+        },
+    };
+    let major = set.major.unwrap_or(audited.major);
+    // Room for the restored files, the WAL replayed and the server's start.
+    let parent = a.scratch.clone().unwrap_or_else(std::env::temp_dir);
+    if !parent.is_dir() {
+        return Err(Failure::Input(format!(
+            "--scratch {}: no such folder",
+            parent.display()
+        )));
+    }
+    let parent = std::fs::canonicalize(&parent).unwrap_or(parent);
+    if !plain_path(&parent) {
+        return Err(Failure::Input(format!(
+            "--scratch {}: use a folder whose path has only letters, digits and / . _ - + (it goes on the server's command line)",
+            parent.display()
+        )));
+    }
+    let size = set.size_bytes.unwrap_or(0).max(0) as u64;
+    let needed = size + size / 10 + (256 << 20);
+    match free_bytes(&parent) {
+        Some(free) if free < needed => {
+            return Err(Failure::Input(format!(
+                "not enough room in {}: {} free, the restore needs about {} (backup set {} restores to {} of files, \
+                 plus 10% and 256 MiB for WAL and the server): choose a larger --scratch",
+                parent.display(),
+                gib(free),
+                gib(needed),
+                set.label,
+                gib(size)
+            )));
+        }
+        Some(_) => {}
+        None => {
+            return Err(Failure::Input(format!(
+                "cannot read the free space of {} (statvfs)",
+                parent.display()
+            )));
+        }
+    }
+    let bindir = bindir(major)?;
+    let user = os_user(a.os_user.as_deref())?;
+    let by =
+        a.by.clone()
+            .or_else(|| std::env::var("SUDO_USER").ok().filter(|u| !u.is_empty()))
+            .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+            .or_else(passwd_name)
+            .unwrap_or_else(|| "unknown".to_string());
+    let dir = parent.join(format!(
+        "pgready-restore-test-{}-{}",
+        now_epoch(),
+        std::process::id()
+    ));
+    std::fs::create_dir(&dir)
+        .map_err(|e| Failure::Input(format!("cannot create {}: {e}", dir.display())))?;
+    let mut scratch = Scratch {
+        dir: dir.clone(),
+        bindir,
+        user: user.clone(),
+        started: false,
+    };
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+    }
+    if let Some(u) = &user {
+        chown(&dir, u).map_err(Failure::Input)?;
+    }
+    let started_at = now_epoch();
+    let plan = Plan {
+        stanza: &report.name,
+        config: pgb_config.as_deref(),
+        set,
+        target_time: a.target_time.as_deref(),
+        explicit_set: a.set.is_some(),
+        audited: &audited,
+        timeout: Duration::from_secs(a.timeout),
+    };
+    let outcome = rt.block_on(restore_and_verify(&mut scratch, &plan));
+    drop(scratch); // stop and remove, before anything is written
+    let gone = !dir.exists();
+    let entry = evidence_text(
+        started_at,
+        &by,
+        outcome.ok,
+        &outcome.summary,
+        &[
+            ("rto_s", outcome.rto_s),
+            ("rpo_s", outcome.rpo_s),
+            ("rpo_bytes", outcome.rpo_bytes.map(|b| b as i64)),
+        ],
+    );
+    append_evidence(&config_path, &entry)?;
+    println!(
+        "{}: {}",
+        if outcome.ok { "PASS" } else { "FAIL" },
+        outcome.summary
+    );
+    if let (Some(rto), Some(rpo)) = (outcome.rto_s, outcome.rpo_s) {
+        println!(
+            "observed RTO {rto} s, observed RPO {rpo} s{}",
+            outcome
+                .rpo_bytes
+                .map(|b| format!(" ({b} bytes of WAL behind the server)"))
+                .unwrap_or_default()
+        );
+    }
+    println!(
+        "evidence B3 ({}) appended to {}; scratch folder {}",
+        if outcome.ok { "pass" } else { "fail" },
+        config_path.display(),
+        if gone {
+            "removed"
+        } else {
+            "could NOT be removed"
+        }
+    );
+    Ok(if outcome.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsn_and_entry() {
+        assert_eq!(parse_lsn("0/3000028"), Some(0x300_0028));
+        assert_eq!(parse_lsn("1/0"), Some(1 << 32));
+        let e = evidence_text(
+            1_795_624_171,
+            "Dana \"DBA\"",
+            true,
+            "ok",
+            &[("rto_s", Some(12)), ("rpo_s", None)],
+        );
+        assert!(e.contains("date = 2026-11-25T16:29:31Z"), "{e}");
+        assert!(e.contains("[evidence.metrics]\nrto_s = 12\n"), "{e}");
+        let c = Config::parse(Path::new("x.toml"), &e).map_err(|e| e.to_string());
+        let Ok(c) = c else { panic!("{c:?}") };
+        assert_eq!(c.evidence[0].by, "Dana \"DBA\"");
+    }
+}
