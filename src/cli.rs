@@ -69,6 +69,29 @@ pub struct ContextArgs {
 /// keys exist in `pgready.toml`; a flag wins over the file. Shared by `audit` and `facts`.
 #[derive(Debug, Args, Default, Clone)]
 pub struct SourceArgs {
+    /// postgres_exporter's metrics URL, scraped once (same as `[monitoring] exporter`),
+    /// e.g. http://db1:9187/metrics.
+    #[arg(long, value_name = "URL")]
+    pub exporter: Option<String>,
+    /// node_exporter's metrics URL (same as `[monitoring] node_exporter`), e.g. http://db1:9100/metrics.
+    #[arg(long, value_name = "URL")]
+    pub node_exporter: Option<String>,
+    /// Another exporter whose metric names the alert rules may use (pgbackrest_exporter, a
+    /// Pushgateway); repeatable (same as `[monitoring] other_exporters`).
+    #[arg(long, value_name = "URL")]
+    pub other_exporter: Vec<String>,
+    /// Prometheus alert rule file, or a folder of them (repeatable; same as
+    /// `[monitoring] prometheus_rules`).
+    #[arg(long, value_name = "PATH")]
+    pub prometheus_rules: Vec<PathBuf>,
+    /// A Prometheus server whose loaded rules are read from /api/v1/rules (same as
+    /// `[monitoring] prometheus`), e.g. http://prom1:9090.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// PgBouncer's admin console (same as `[pgbouncer] uri`), e.g.
+    /// postgresql://admin@127.0.0.1:6432/pgbouncer; the password from PGPASSWORD.
+    #[arg(long, value_name = "URI")]
+    pub pgbouncer: Option<String>,
     /// pgBackRest stanza of this server (same as `[backup] pgbackrest_stanza`). Without any
     /// backup flag, a local server's stanza is looked up in pgBackRest's default config.
     #[arg(long, value_name = "NAME")]

@@ -22,7 +22,43 @@ pub struct Config {
     pub evidence: Vec<Evidence>,
     /// `[backup]`: which backup tool holds this server's backups (flags win).
     pub backup: BackupConfig,
+    /// `[monitoring]`: exporters, alert rules, log shippers (M2, M4, M5; flags win).
+    pub monitoring: MonitoringConfig,
+    /// `[pgbouncer]`: PgBouncer's admin console (C9; `--pgbouncer` wins).
+    pub pgbouncer: PgbouncerConfig,
     spans: BTreeMap<String, (usize, usize)>,
+}
+
+/// `[monitoring]` of pgready.toml.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringConfig {
+    /// postgres_exporter's metrics URL.
+    pub exporter: Option<String>,
+    /// node_exporter's metrics URL.
+    pub node_exporter: Option<String>,
+    /// Other exporters whose names the alert rules may use.
+    #[serde(default)]
+    pub other_exporters: Vec<String>,
+    /// Alert rule files or folders; a relative path is taken from this file's folder.
+    #[serde(default)]
+    pub prometheus_rules: Vec<PathBuf>,
+    /// A Prometheus server (its /api/v1/rules).
+    pub prometheus: Option<String>,
+    /// Extra metric names that recognise an alert case (case id → names).
+    #[serde(default)]
+    pub alert_metrics: BTreeMap<String, Vec<String>>,
+    /// Extra process names counted as log shippers.
+    #[serde(default)]
+    pub log_shippers: Vec<String>,
+}
+
+/// `[pgbouncer]` of pgready.toml.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgbouncerConfig {
+    /// The admin console, e.g. postgresql://admin@127.0.0.1:6432/pgbouncer.
+    pub uri: Option<String>,
 }
 
 /// `[backup]` of pgready.toml: the same keys as the flags (`--pgbackrest-stanza` is
@@ -147,6 +183,10 @@ struct Raw {
     evidence: Vec<Spanned<Evidence>>,
     #[serde(default)]
     backup: BackupConfig,
+    #[serde(default)]
+    monitoring: MonitoringConfig,
+    #[serde(default)]
+    pgbouncer: PgbouncerConfig,
 }
 
 /// The name looked for in the current folder when `--config` is not given.
@@ -271,7 +311,17 @@ impl Config {
         if !errs.is_empty() {
             return Err(LoadError(errs));
         }
+        let mut monitoring = raw.monitoring;
+        for rules_path in monitoring
+            .prometheus_rules
+            .iter_mut()
+            .filter(|f| f.is_relative())
+        {
+            *rules_path = path.parent().unwrap_or(Path::new("")).join(&*rules_path);
+        }
         Ok(Config {
+            monitoring,
+            pgbouncer: raw.pgbouncer,
             backup,
             path: Some(path.to_path_buf()),
             context: raw.context,

@@ -132,4 +132,10 @@ pub const SECTIONS: &[&str] = &[
     "evidence",
     "context",
     "backup",
+    "statements",
+    "exporter",
+    "node_exporter",
+    "alerts",
+    "log_shipping",
+    "pooling",
 ];

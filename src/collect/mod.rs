@@ -3,6 +3,8 @@
 
 pub mod backup;
 pub mod host;
+pub mod monitoring;
+pub mod pgbouncer;
 pub mod postgres;
 
 use std::time::Instant;
@@ -139,7 +141,35 @@ pub async fn collect(
     postgres::collect(&client, target, opts, &mut facts)
         .await
         .map_err(|e| AuditError::Collect(e.to_string()))?;
+    // pg_stat_statements' own counters (M1) and the connection load and pooler (C9).
+    facts.insert("statements", monitoring::collect_statements(&client).await);
+    let pooling = match pgbouncer::console(inputs.sources, config) {
+        Ok(console) => pgbouncer::collect(&client, console.as_ref(), target.is_local()).await,
+        Err(e) => Section::missing(e),
+    };
+    facts.insert("pooling", pooling);
     drop(client);
+    // The exporters, the alert rules (M2, M4) and the log shippers (M5): HTTP and files,
+    // on a blocking thread.
+    match monitoring::Request::new(inputs.sources, config, target.is_local()) {
+        Ok(req) => {
+            let got = tokio::task::spawn_blocking(move || {
+                let mut v = monitoring::collect_prometheus(&req);
+                v.push(("log_shipping", monitoring::collect_log_shipping(&req)));
+                v
+            })
+            .await
+            .map_err(|e| AuditError::Collect(format!("the monitoring collector stopped: {e}")))?;
+            for (name, section) in got {
+                facts.insert(name, section);
+            }
+        }
+        Err(e) => {
+            for name in ["exporter", "node_exporter", "alerts", "log_shipping"] {
+                facts.insert(name, Section::missing(e.clone()));
+            }
+        }
+    }
     let host = if target.is_local() {
         host::collect()
     } else {
