@@ -72,6 +72,7 @@ fn collect_live(
 ) -> Result<Facts, Failure> {
     let target =
         Target::resolve(conn.conninfo.as_deref()).map_err(|e| Failure::Input(e.to_string()))?;
+    crate::releases::load(sources, config).map_err(Failure::Input)?;
     crate::collect::monitoring::check_inputs(sources, config).map_err(Failure::Input)?;
     crate::collect::pgbouncer::console(sources, config).map_err(Failure::Input)?;
     let opts = session_options(conn);
@@ -127,6 +128,13 @@ fn audit(a: &AuditArgs) -> Result<ExitCode, Failure> {
     let pack = crate::rules::load(&a.rules)?;
     let config = Config::load(a.config.as_deref())?;
     config.validate(&pack)?;
+    if a.from_facts.is_some() && a.sources.releases.is_some() {
+        return Err(Failure::Input(
+            "--releases cannot be used with --from-facts: a snapshot is judged with the release \
+             table it was collected with (collect again with `pgready facts … --releases FILE`)"
+                .to_string(),
+        ));
+    }
     let facts = match &a.from_facts {
         Some(path) => read_facts(path)?,
         None => collect_live(&a.conn, &config, &a.context, &a.sources)?,

@@ -22,6 +22,8 @@ pub struct Config {
     pub evidence: Vec<Evidence>,
     /// `[backup]`: which backup tool holds this server's backups (flags win).
     pub backup: BackupConfig,
+    /// `[releases]`: a newer release table than the embedded one (S10).
+    pub releases: ReleasesConfig,
     /// `[monitoring]`: exporters, alert rules, log shippers (M2, M4, M5; flags win).
     pub monitoring: MonitoringConfig,
     /// `[pgbouncer]`: PgBouncer's admin console (C9; `--pgbouncer` wins).
@@ -148,6 +150,15 @@ pub struct Waiver {
     pub until: Option<Datetime>,
 }
 
+/// `[releases]` of pgready.toml.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleasesConfig {
+    /// A release table in the format of data/releases.toml; a relative path is taken from
+    /// the configuration file's folder. `--releases FILE` wins.
+    pub file: Option<PathBuf>,
+}
+
 /// A dated, signed-off attestation.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,6 +192,8 @@ struct Raw {
     waiver: Vec<Spanned<Waiver>>,
     #[serde(default)]
     evidence: Vec<Spanned<Evidence>>,
+    #[serde(default)]
+    releases: ReleasesConfig,
     #[serde(default)]
     backup: BackupConfig,
     #[serde(default)]
@@ -308,6 +321,10 @@ impl Config {
         {
             *file = path.parent().unwrap_or(Path::new("")).join(&*file);
         }
+        let mut releases = raw.releases;
+        if let Some(file) = releases.file.as_mut().filter(|f| f.is_relative()) {
+            *file = path.parent().unwrap_or(Path::new("")).join(&*file);
+        }
         if !errs.is_empty() {
             return Err(LoadError(errs));
         }
@@ -322,6 +339,7 @@ impl Config {
         Ok(Config {
             monitoring,
             pgbouncer: raw.pgbouncer,
+            releases,
             backup,
             path: Some(path.to_path_buf()),
             context: raw.context,

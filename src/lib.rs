@@ -9,6 +9,7 @@ pub mod config;
 pub mod evaluate;
 pub mod facts;
 pub mod judge;
+pub mod releases;
 pub mod report;
 pub mod restore_test;
 pub mod rules;

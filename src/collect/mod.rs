@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod host;
 pub mod monitoring;
+pub mod network;
 pub mod pgbouncer;
 pub mod postgres;
 
@@ -176,6 +177,17 @@ pub async fn collect(
         Section::missing("server is remote (host facts need SSH, not yet supported)")
     };
     facts.insert("host", host);
+    // The sockets the postmaster listens on and the host firewall (S1, S2).
+    let (sockets, firewall) = if target.is_local() {
+        network::collect(&facts)
+    } else {
+        let why = "server is remote (host facts need SSH, not yet supported)";
+        (Section::missing(why), Section::missing(why))
+    };
+    facts.insert("sockets", sockets);
+    facts.insert("firewall", firewall);
+    // The release table the S10 rules judge with (embedded, or --releases FILE).
+    facts.insert("releases", crate::releases::section(inputs.sources, config));
     // The backup tool's view of this cluster (B1, B2, B4–B6), matched by system identifier.
     let backup_server = backup::ServerFacts::from_facts(&facts);
     facts.insert(

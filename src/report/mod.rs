@@ -49,6 +49,15 @@ pub struct VerdictReport {
     pub criteria: Vec<CriterionResult>,
 }
 
+/// Which release table (S10) the report was judged with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReleasesInfo {
+    /// The newest release the table knows (`YYYY-MM-DD`).
+    pub as_of: String,
+    /// `embedded` or the file given with `--releases`.
+    pub source: String,
+}
+
 /// Everything a renderer needs.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Report {
@@ -64,6 +73,9 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// What was and was not collected, and why.
     pub sections: BTreeMap<String, SectionStatus>,
+    /// The release table the S10 rules judged with (null when the snapshot has none).
+    #[serde(default)]
+    pub releases: Option<ReleasesInfo>,
 }
 
 impl Report {
@@ -89,6 +101,8 @@ impl Report {
             server,
             collected_at: facts.collected_at,
             duration_ms: facts.duration_ms,
+            releases: crate::releases::report_info(facts)
+                .map(|(as_of, source)| ReleasesInfo { as_of, source }),
             context,
             verdict: VerdictReport {
                 decision: j.decision,

@@ -140,6 +140,13 @@ pub fn render(r: &Report, o: &Options) -> String {
         when(r.collected_at),
         r.duration_ms
     );
+    if let Some(t) = &r.releases {
+        let _ = writeln!(
+            out,
+            "Release table: as of {} ({}; newer releases are unknown to it)",
+            t.as_of, t.source
+        );
+    }
     if let Some(ctx) = r.context.as_object() {
         let sources = ctx.get("sources").and_then(|s| s.as_object());
         let parts: Vec<String> = ["deployment", "size", "criticality", "workload"]
