@@ -108,6 +108,10 @@ pub struct SourceArgs {
     /// WAL-G environment file (KEY=VALUE lines: WALG_S3_PREFIX, credentials…).
     #[arg(long, value_name = "FILE")]
     pub walg_env: Option<PathBuf>,
+    /// A name clients use to reach the server (repeatable; same as `[tls] names`): the TLS
+    /// probe checks that the server certificate names it, as libpq's sslmode=verify-full does.
+    #[arg(long = "tls-name", value_name = "NAME")]
+    pub tls_names: Vec<String>,
     /// A release table newer than the embedded one (format of data/releases.toml; same as
     /// `[releases] file`). Not with --from-facts: a snapshot keeps the table it was taken with.
     #[arg(long, value_name = "FILE")]

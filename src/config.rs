@@ -28,7 +28,19 @@ pub struct Config {
     pub monitoring: MonitoringConfig,
     /// `[pgbouncer]`: PgBouncer's admin console (C9; `--pgbouncer` wins).
     pub pgbouncer: PgbouncerConfig,
+    /// `[tls]`: the names clients use for the server (S5 name check; `--tls-name` wins).
+    pub tls: TlsConfig,
     spans: BTreeMap<String, (usize, usize)>,
+}
+
+/// `[tls]` of pgready.toml.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Host names (or addresses) clients use to reach the server: the server certificate
+    /// must name each of them (libpq's verify-full rules). `--tls-name` wins.
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
 /// `[monitoring]` of pgready.toml.
@@ -200,6 +212,8 @@ struct Raw {
     monitoring: MonitoringConfig,
     #[serde(default)]
     pgbouncer: PgbouncerConfig,
+    #[serde(default)]
+    tls: TlsConfig,
 }
 
 /// The name looked for in the current folder when `--config` is not given.
@@ -339,6 +353,7 @@ impl Config {
         Ok(Config {
             monitoring,
             pgbouncer: raw.pgbouncer,
+            tls: raw.tls,
             releases,
             backup,
             path: Some(path.to_path_buf()),

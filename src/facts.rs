@@ -128,6 +128,7 @@ pub const SECTIONS: &[&str] = &[
     "stats",
     "replication",
     "ssl",
+    "tls",
     "host",
     "sockets",
     "firewall",

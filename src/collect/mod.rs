@@ -7,6 +7,7 @@ pub mod monitoring;
 pub mod network;
 pub mod pgbouncer;
 pub mod postgres;
+pub mod tls;
 
 use std::time::Instant;
 
@@ -171,6 +172,21 @@ pub async fn collect(
             }
         }
     }
+    // pgready's own TLS handshake (S4/S5), also when the audit session uses sslmode=disable.
+    facts.insert(
+        "tls",
+        tls::collect(
+            target,
+            opts,
+            if inputs.sources.tls_names.is_empty() {
+                &config.tls.names
+            } else {
+                &inputs.sources.tls_names
+            },
+            facts.collected_at,
+        )
+        .await,
+    );
     let host = if target.is_local() {
         host::collect()
     } else {

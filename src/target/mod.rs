@@ -13,7 +13,7 @@ mod connect;
 mod conninfo;
 mod pgpass;
 mod resolve;
-mod tls;
+pub(crate) mod tls;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -202,7 +202,7 @@ pub struct Target {
     /// libpq's default socket directory: a password file line for `localhost` matches it.
     default_socket_dir: PathBuf,
     sslmode: SslMode,
-    tls: TlsSettings,
+    pub(crate) tls: TlsSettings,
     channel_binding: tokio_postgres::config::ChannelBinding,
     connect_timeout: Option<Duration>,
     application_name: Option<String>,

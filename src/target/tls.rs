@@ -40,7 +40,7 @@ use super::{FileSetting, RootSetting, SslMode, TlsSettings, io_error_text};
 pub(crate) struct Material {
     provider: Arc<CryptoProvider>,
     /// The chain verifier, when a root certificate store is in use.
-    webpki: Option<Arc<WebPkiServerVerifier>>,
+    pub(crate) webpki: Option<Arc<WebPkiServerVerifier>>,
     /// Where the roots came from, for error messages.
     roots_from: String,
     client_auth: Option<Arc<CertifiedKey>>,
