@@ -64,7 +64,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure::Audit(format!("cannot start the async runtime: {e}")))
 }
 
-fn collect_live(
+pub(crate) fn collect_live(
     conn: &ConnArgs,
     config: &Config,
     ctx: &ContextArgs,
@@ -75,6 +75,7 @@ fn collect_live(
     crate::releases::load(sources, config).map_err(Failure::Input)?;
     crate::collect::monitoring::check_inputs(sources, config).map_err(Failure::Input)?;
     crate::collect::pgbouncer::console(sources, config).map_err(Failure::Input)?;
+    crate::collect::docs::check_inputs(sources, config).map_err(Failure::Input)?;
     let opts = session_options(conn);
     runtime()?
         .block_on(crate::collect::collect(
@@ -218,6 +219,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Failure> {
         Command::Audit(a) => audit(a),
         Command::Facts(a) => facts(a),
         Command::Rules(r) => rules(&r.command),
+        Command::Runbooks(r) => crate::runbooks::run(&r.command),
         Command::RestoreTest(r) => crate::restore_test::run(r),
     }
 }

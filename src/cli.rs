@@ -28,6 +28,8 @@ pub enum Command {
     Facts(FactsArgs),
     /// List, explain and check the rules.
     Rules(RulesArgs),
+    /// Work with the team's runbook folder (`runbooks init DIR`).
+    Runbooks(RunbooksArgs),
     /// Restore the newest backup (or a given set / point in time) into a scratch folder,
     /// start it, verify it, measure RTO and RPO, and record the result as evidence B3.
     RestoreTest(RestoreTestArgs),
@@ -69,6 +71,9 @@ pub struct ContextArgs {
 /// keys exist in `pgready.toml`; a flag wins over the file. Shared by `audit` and `facts`.
 #[derive(Debug, Args, Default, Clone)]
 pub struct SourceArgs {
+    /// The team's runbook folder (Markdown with YAML front matter; same as `[runbooks] dir`).
+    #[arg(long, value_name = "DIR")]
+    pub runbooks: Option<PathBuf>,
     /// postgres_exporter's metrics URL, scraped once (same as `[monitoring] exporter`),
     /// e.g. http://db1:9187/metrics.
     #[arg(long, value_name = "URL")]
@@ -166,6 +171,33 @@ pub struct FactsArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub context: ContextArgs,
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunbooksArgs {
+    #[command(subcommand)]
+    pub command: RunbooksCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunbooksCommand {
+    /// Write the missing runbooks into DIR as templates filled with this server's facts
+    /// (version, port, data directory, archiving, backup tool, replication). Existing files
+    /// are never overwritten; `last_reviewed` is left empty for the team to set.
+    Init(RunbooksInitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunbooksInitArgs {
+    /// The runbook folder (created when missing).
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The team's pgready.toml (`[runbooks.required]` ids, backup settings).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub sources: SourceArgs,
 }

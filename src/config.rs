@@ -30,6 +30,8 @@ pub struct Config {
     pub pgbouncer: PgbouncerConfig,
     /// `[tls]`: the names clients use for the server (S5 name check; `--tls-name` wins).
     pub tls: TlsConfig,
+    /// `[runbooks]`: the team's runbook folder (docs section, D1–D6, M8, B7).
+    pub runbooks: RunbooksConfig,
     spans: BTreeMap<String, (usize, usize)>,
 }
 
@@ -90,6 +92,100 @@ pub struct BackupConfig {
     pub barman_config: Option<PathBuf>,
     #[serde(alias = "walg-env")]
     pub walg_env: Option<PathBuf>,
+}
+
+/// `[runbooks]` of pgready.toml.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunbooksConfig {
+    /// The runbook folder; a relative path is taken from the configuration file's folder.
+    /// `--runbooks DIR` wins.
+    pub dir: Option<PathBuf>,
+    /// Where the runbooks are published (http or https): D5 checks that it answers.
+    pub url: Option<String>,
+    /// The operations team, matched against the training records (D6).
+    #[serde(default)]
+    pub roster: Vec<String>,
+    /// The runbook ids the rules require.
+    #[serde(default)]
+    pub required: RequiredRunbooks,
+}
+
+/// `[runbooks.required]`: runbook ids by kind (defaults: the checklist's runbooks).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequiredRunbooks {
+    /// Critical incidents (D1).
+    pub critical: Vec<String>,
+    /// Maintenance procedures (D2).
+    pub maintenance: Vec<String>,
+    /// The monitoring runbook (M8).
+    pub monitoring: Vec<String>,
+}
+
+impl Default for RequiredRunbooks {
+    fn default() -> Self {
+        let v = |ids: &[&str]| ids.iter().map(|s| (*s).to_string()).collect();
+        Self {
+            critical: v(&[
+                "database-down",
+                "disk-full",
+                "replication-lag",
+                "connection-saturation",
+                "restore-pitr",
+                "failover",
+            ]),
+            maintenance: v(&[
+                "vacuum-bloat",
+                "upgrade-minor-major",
+                "certificate-rotation",
+                "backup-verification",
+            ]),
+            monitoring: v(&["monitoring"]),
+        }
+    }
+}
+
+impl RunbooksConfig {
+    /// What is wrong with the section (empty when it is fine).
+    fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(url) = &self.url {
+            let lower = url.to_ascii_lowercase();
+            if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+                out.push(format!(
+                    "url `{url}` must start with http:// or https:// (the address where on-call reads the runbooks)"
+                ));
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for name in &self.roster {
+            if name.trim().is_empty() {
+                out.push("roster: a name is empty".to_string());
+            } else if !seen.insert(name.trim().to_lowercase()) {
+                out.push(format!("roster: `{name}` is listed twice"));
+            }
+        }
+        let r = &self.required;
+        for (kind, ids) in [
+            ("critical", &r.critical),
+            ("maintenance", &r.maintenance),
+            ("monitoring", &r.monitoring),
+        ] {
+            for id in ids {
+                if id.is_empty()
+                    || !id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                {
+                    out.push(format!(
+                        "required.{kind}: `{id}` is not a runbook id (letters, digits, - _ . as in the front matter's `id:`)"
+                    ));
+                }
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
@@ -214,6 +310,8 @@ struct Raw {
     pgbouncer: PgbouncerConfig,
     #[serde(default)]
     tls: TlsConfig,
+    #[serde(default)]
+    runbooks: Option<Spanned<RunbooksConfig>>,
 }
 
 /// The name looked for in the current folder when `--config` is not given.
@@ -323,6 +421,18 @@ impl Config {
             spans.insert(format!("rule:{id}"), line_col(text, rc.span().start));
             rules.insert(id, rc.into_inner());
         }
+        let mut runbooks = RunbooksConfig::default();
+        if let Some(rb) = raw.runbooks {
+            let at = rb.span().start;
+            runbooks = rb.into_inner();
+            for problem in runbooks.problems() {
+                errs.push(diag(path, text, at, format!("[runbooks]: {problem}")));
+            }
+            if let Some(dir) = runbooks.dir.as_mut().filter(|d| d.is_relative()) {
+                let base = path.parent().unwrap_or(Path::new(""));
+                *dir = base.join(&*dir);
+            }
+        }
         let mut backup = raw.backup;
         for file in [
             &mut backup.pgbackrest_config,
@@ -351,6 +461,7 @@ impl Config {
             *rules_path = path.parent().unwrap_or(Path::new("")).join(&*rules_path);
         }
         Ok(Config {
+            runbooks,
             monitoring,
             pgbouncer: raw.pgbouncer,
             tls: raw.tls,

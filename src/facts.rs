@@ -142,4 +142,5 @@ pub const SECTIONS: &[&str] = &[
     "alerts",
     "log_shipping",
     "pooling",
+    "docs",
 ];

@@ -13,4 +13,5 @@ pub mod releases;
 pub mod report;
 pub mod restore_test;
 pub mod rules;
+pub mod runbooks;
 pub mod target;

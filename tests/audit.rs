@@ -2,6 +2,8 @@
 //! and a hardened one), through the real binary.
 
 mod common;
+#[path = "runbooks_support/mod.rs"]
+mod runbooks_support;
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
@@ -112,6 +114,10 @@ fn check_default(name: &str) {
     }
     // The bootstrap superuser connected: everything was readable.
     for (section, s) in r["sections"].as_object().into_iter().flatten() {
+        // No runbook folder is given to the default audit: the docs section says so.
+        if section == "docs" && s["reason"] == pgready::collect::docs::NOT_GIVEN {
+            continue;
+        }
         // No backup tool is set up for the default cluster: the backup section says what
         // was looked for.
         if section == "backup" {
@@ -169,7 +175,12 @@ fn backup_not_collected(f: &Value) -> bool {
 
 fn check_hardened(name: &str) {
     let pg = common::cluster(name);
-    let out = pg.pgready(&["audit", &pg.uri, "--format", "json"]);
+    // A hardened team keeps its runbooks: a complete, current folder under git with a
+    // remote, and the roster its training records match (D1–D6, M8, B7).
+    let rb = runbooks_support::fixture("complete");
+    let config = rb.config(pg.evidence_file().as_deref(), "");
+    let config = config.display().to_string();
+    let out = pg.pgready(&["audit", &pg.uri, "--format", "json", "--config", &config]);
     let r = json_report(&out);
     let behind = binaries_behind_release_table(&r);
     if behind {

@@ -2,6 +2,7 @@
 //! [`Facts`] or records why it could not.
 
 pub mod backup;
+pub mod docs;
 pub mod host;
 pub mod monitoring;
 pub mod network;
@@ -193,6 +194,10 @@ pub async fn collect(
         Section::missing("server is remote (host facts need SSH, not yet supported)")
     };
     facts.insert("host", host);
+    facts.insert(
+        "docs",
+        docs::collect(&docs::Request::new(inputs, target, facts.collected_at)).await,
+    );
     // The sockets the postmaster listens on and the host firewall (S1, S2).
     let (sockets, firewall) = if target.is_local() {
         network::collect(&facts)
