@@ -147,7 +147,10 @@ pub async fn collect(
     // pg_stat_statements' own counters (M1) and the connection load and pooler (C9).
     facts.insert("statements", monitoring::collect_statements(&client).await);
     let pooling = match pgbouncer::console(inputs.sources, config) {
-        Ok(console) => pgbouncer::collect(&client, console.as_ref(), target.is_local()).await,
+        Ok(console) => {
+            let local_port = target.is_local().then(|| target.port());
+            pgbouncer::collect(&client, console.as_ref(), local_port).await
+        }
         Err(e) => Section::missing(e),
     };
     facts.insert("pooling", pooling);

@@ -266,9 +266,12 @@ fn server_connections(p: &mut Value) {
         };
 }
 
-/// A running `pgbouncer` process on this machine and what its configuration file says
-/// (read only when readable; connection strings are never kept, they may hold passwords).
-fn from_processes() -> (Vec<Value>, Option<Value>) {
+/// The running `pgbouncer` processes of this machine, and the first whose configuration
+/// file sends a database to `server_port` (the audited server) as the pooler, with what
+/// that file says. A pgbouncer whose file cannot be read, or that fronts other servers, is
+/// listed but not taken for this server's pooler. Connection strings are never kept (they
+/// may hold passwords); only their port is compared.
+fn from_processes(server_port: u16) -> (Vec<Value>, Option<Value>) {
     let mut seen = Vec::new();
     let mut pooler = None;
     for (pid, name, args) in super::monitoring::local_processes() {
@@ -276,14 +279,17 @@ fn from_processes() -> (Vec<Value>, Option<Value>) {
             continue;
         }
         let ini = args.iter().skip(1).rfind(|a| !a.starts_with('-')).cloned();
-        seen.push(json!({"pid": pid, "config": ini}));
-        if pooler.is_some() {
-            continue;
-        }
         let parsed = ini
             .as_deref()
             .and_then(|f| std::fs::read_to_string(f).ok())
             .map(|t| parse_ini(&t));
+        let fronts = parsed
+            .as_ref()
+            .map(|(_, dbs)| dbs.iter().any(|d| d.4 == server_port));
+        seen.push(json!({"pid": pid, "config": ini, "fronts_this_server": fronts}));
+        if pooler.is_some() || fronts != Some(true) {
+            continue;
+        }
         let mut p = json!({
             "kind": "pgbouncer",
             "source": "process",
@@ -297,7 +303,6 @@ fn from_processes() -> (Vec<Value>, Option<Value>) {
             "max_user_connections": 0,
             "databases": [],
             "pools": [],
-            "config_read": parsed.is_some(),
         });
         if let Some((settings, dbs)) = parsed {
             for (k, v) in &settings {
@@ -318,7 +323,8 @@ fn from_processes() -> (Vec<Value>, Option<Value>) {
             }
             p["databases"] = json!(
                 dbs.iter()
-                    .map(|(name, pool_size, mode, maxc)| json!({
+                    .filter(|d| d.4 == server_port)
+                    .map(|(name, pool_size, mode, maxc, _)| json!({
                         "name": name, "pool_size": pool_size, "reserve_pool": null,
                         "pool_mode": mode, "max_connections": maxc, "current_connections": null,
                     }))
@@ -331,7 +337,7 @@ fn from_processes() -> (Vec<Value>, Option<Value>) {
     (seen, pooler)
 }
 
-type IniDb = (String, Option<i64>, Option<String>, Option<i64>);
+type IniDb = (String, Option<i64>, Option<String>, Option<i64>, u16);
 
 /// `[pgbouncer]` settings and `[databases]` entries (name, pool_size, pool_mode,
 /// max_db_connections) of a pgbouncer.ini.
@@ -367,6 +373,7 @@ fn parse_ini(text: &str) -> (BTreeMap<String, String>, Vec<IniDb>) {
                     field("pool_size").and_then(|s| s.parse().ok()),
                     field("pool_mode"),
                     field("max_db_connections").and_then(|s| s.parse().ok()),
+                    field("port").and_then(|s| s.parse().ok()).unwrap_or(5432),
                 ));
             }
             _ => {}
@@ -376,7 +383,14 @@ fn parse_ini(text: &str) -> (BTreeMap<String, String>, Vec<IniDb>) {
 }
 
 /// The `pooling` section.
-pub async fn collect(client: &Client, console: Option<&Console>, local: bool) -> Section {
+/// `local_port`: the server's port when it runs on this machine (its processes are then
+/// inspected for a pgbouncer whose configuration points at that port).
+pub async fn collect(
+    client: &Client,
+    console: Option<&Console>,
+    local_port: Option<u16>,
+) -> Section {
+    let local = local_port.is_some();
     let load = client
         .query_one(
             "SELECT coalesce(sum(numbackends), 0)::bigint, \
@@ -413,8 +427,8 @@ pub async fn collect(client: &Client, console: Option<&Console>, local: bool) ->
         }
     };
     let mut admin_error = Value::Null;
-    let (processes, mut pooler) = if local {
-        from_processes()
+    let (processes, mut pooler) = if let Some(port) = local_port {
+        from_processes(port)
     } else {
         (Vec::new(), None)
     };
@@ -467,7 +481,7 @@ mod tests {
         );
         assert_eq!(s.get("pool_mode").map(String::as_str), Some("transaction"));
         assert_eq!(s.get("max_client_conn").map(String::as_str), Some("500"));
-        assert_eq!(d[0], ("app".to_string(), Some(30), None, None));
+        assert_eq!(d[0], ("app".to_string(), Some(30), None, None, 5432));
         assert_eq!(d.len(), 2);
     }
 
