@@ -312,3 +312,37 @@ pub fn pgbouncer(
     }
     d
 }
+
+/// A complete monitoring setup for one server: postgres_exporter with the collectors the
+/// critical alerts need (the wraparound query; bgwriter off on 17+, where Debian's 0.11.1
+/// fails it), node_exporter with the backup job's textfile metric, and the complete rule set.
+pub struct Monitoring {
+    pub exporter: Daemon,
+    pub node: Daemon,
+    _tmp: tempfile::TempDir,
+}
+
+impl Monitoring {
+    pub fn start(dsn: &Dsn, major: u32) -> Monitoring {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let exporter = postgres_exporter(dsn, true, major < 17, tmp.path());
+        let node = node_exporter(tmp.path());
+        Monitoring {
+            exporter,
+            node,
+            _tmp: tmp,
+        }
+    }
+
+    /// The `[monitoring]` section of pgready.toml that points pgready at this setup.
+    pub fn toml(&self) -> String {
+        format!(
+            "\n[monitoring]\nexporter = \"http://127.0.0.1:{}/metrics\"\n\
+             node_exporter = \"http://127.0.0.1:{}/metrics\"\nprometheus_rules = [{:?}]\n\n\
+             [monitoring.alert_metrics]\nbackup_age = [\"backup_last_success_timestamp_seconds\"]\n",
+            self.exporter.port,
+            self.node.port,
+            data_dir().join("complete").display().to_string()
+        )
+    }
+}
