@@ -120,7 +120,7 @@ pub async fn collect(req: &Request) -> Section {
     let mut data = folder.to_json(req);
     data.insert("dir_source".into(), json!(source));
     data.insert("on_server_host".into(), json!(req.server_local));
-    data.insert("git".into(), git_facts(dir));
+    data.insert("git".into(), git_facts(dir, req));
     data.insert(
         "url".into(),
         match &req.url {
@@ -1041,7 +1041,7 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
 }
 
 /// The `git` part of the section: null when the folder is not in a git repository.
-fn git_facts(dir: &Path) -> Value {
+fn git_facts(dir: &Path, req: &Request) -> Value {
     let Some((git_dir, root)) = find_git_dir(dir) else {
         return Value::Null;
     };
@@ -1066,7 +1066,16 @@ fn git_facts(dir: &Path) -> Value {
             let name = sec.strip_prefix("remote ")?;
             let url = kv.get("url")?.first()?;
             let (location, host) = remote_location(url);
-            Some(json!({"name": name, "url": redact_url(url), "location": location, "host": host}))
+            // On the database host: a local path (or loopback) while the server is local,
+            // or the server's own host name.
+            let same_host = (location == "local" && req.server_local)
+                || host
+                    .as_deref()
+                    .is_some_and(|h| h.eq_ignore_ascii_case(req.server_host.trim_end_matches('.')));
+            Some(
+                json!({"name": name, "url": redact_url(url), "location": location, "host": host,
+                "same_host_as_server": same_host}),
+            )
         })
         .collect();
     let head_text = std::fs::read_to_string(git_dir.join("HEAD")).unwrap_or_default();
