@@ -18,6 +18,16 @@ use crate::cli::{ContextArgs, RunbooksCommand, RunbooksInitArgs};
 use crate::config::Config;
 use crate::facts::Facts;
 
+// Verified for PostgreSQL 14–18 (docs, system_views.sql, release notes): pg_promote(wait)
+// (12+); pg_stat_replication write/flush/replay_lag (10+); pg_stat_wal_receiver sender_host,
+// sender_port (11+); pg_replication_slots.wal_status (13+); pg_stat_activity.backend_type
+// (10+); pg_blocking_pids (9.6+); pg_ls_waldir (10+, pg_monitor); pg_stat_progress_vacuum
+// phase/heap_blks_* (9.6+, unchanged by 17's dead-tuple columns); reserved_connections and
+// pg_use_reserved_connections (16+, rendered only when the setting exists);
+// pg_reload_conf() reloads the SSL files (10+); pg_verifybackup (13+); pg_amcheck (14+);
+// vacuumdb --missing-stats-only and pg_upgrade's optimizer statistics (18+).
+// pgBackRest (reference.xml of pgbackrest/pgbackrest): restore --type=time --target
+// --target-action --set, --pg1-path, check, info; verify is public from 2.39.
 /// The embedded templates: (id, text). `generic` serves the ids without a template of their own.
 pub const TEMPLATES: &[(&str, &str)] = &[
     (
