@@ -136,6 +136,14 @@ fn audit(a: &AuditArgs) -> Result<ExitCode, Failure> {
                 .to_string(),
         ));
     }
+    if a.from_facts.is_some() && a.sources.runbooks.is_some() {
+        return Err(Failure::Input(
+            "--runbooks cannot be used with --from-facts: a snapshot is judged with the runbook \
+             folder as it was read when it was collected (collect again with `pgready facts … \
+             --runbooks DIR`)"
+                .to_string(),
+        ));
+    }
     let facts = match &a.from_facts {
         Some(path) => read_facts(path)?,
         None => collect_live(&a.conn, &config, &a.context, &a.sources)?,

@@ -258,6 +258,22 @@ fn without_a_folder_the_rules_are_not_evaluated() {
         err.contains("cannot open the runbook folder /nonexistent/runbooks"),
         "{err}"
     );
+    // A saved snapshot keeps the folder as it was read: --runbooks cannot change it.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/rules/doc.contacts/pass.json")
+        .display()
+        .to_string();
+    let out = pgready(
+        rb.tmp.path(),
+        &[
+            "audit",
+            "--from-facts",
+            &fixture,
+            "--runbooks",
+            &rb.dir_str(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
