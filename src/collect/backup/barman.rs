@@ -72,12 +72,21 @@ pub fn parse(server_name: &str, list: &Value, show: &Value, server: &ServerFacts
         .and_then(|v| v.parse().ok());
     let mut errors = Vec::new();
     let mut backups = Vec::new();
-    for b in list[server_name].as_array().into_iter().flatten() {
+    let all: Vec<&Value> = list[server_name].as_array().into_iter().flatten().collect();
+    // Backup ids are start times (YYYYMMDDTHHMMSS): a failure older than the newest
+    // successful backup has been superseded and is not reported.
+    let newest_done = all
+        .iter()
+        .filter(|b| b["status"] == "DONE")
+        .filter_map(|b| b["backup_id"].as_str())
+        .max()
+        .unwrap_or("");
+    for b in all {
         let id = b["backup_id"].as_str().unwrap_or_default().to_string();
         let status = b["status"].as_str().unwrap_or_default();
         if status != "DONE" {
-            if status == "FAILED" {
-                errors.push(format!("backup {id} FAILED"));
+            if status == "FAILED" && id.as_str() > newest_done {
+                errors.push(format!("backup {id} FAILED after the newest successful one"));
             }
             continue;
         }
