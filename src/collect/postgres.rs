@@ -48,6 +48,7 @@
 mod cluster;
 mod databases;
 mod hba;
+mod security;
 mod settings;
 
 use serde_json::Value;
@@ -312,7 +313,9 @@ pub(crate) async fn collect_with<C: DbConnector>(
     facts.insert(
         "hba",
         match hba_rows {
-            Some(rows) => from_rows(rows, |rows| hba::build(rows, hba_file)),
+            Some(rows) => from_rows(rows, |rows| {
+                hba::build(rows, hba_file).map(security::annotate_hba)
+            }),
             None => Section::missing(
                 "needs superuser: pg_hba_file_rules is readable only by superusers \
                  (or a role granted SELECT on it and EXECUTE on pg_hba_file_rules())",
@@ -349,6 +352,9 @@ pub(crate) async fn collect_with<C: DbConnector>(
         },
     );
 
+    // memberships, password_checks, and this database's security facts (security.rs)
+    let current_security = security::collect(client, &probe, facts).await;
+
     // databases (last: it opens sessions on the other databases)
     let mut problems = Vec::new();
     let db_rows = match db_rows {
@@ -363,7 +369,7 @@ pub(crate) async fn collect_with<C: DbConnector>(
         Ok(dbs) => {
             let (data, problems) = databases::finish(
                 dbs,
-                (probe.current_database.as_str(), ext_rows),
+                (probe.current_database.as_str(), ext_rows, current_security),
                 connector,
                 problems,
             )

@@ -1,12 +1,13 @@
 //! `databases`: one element per `pg_database` row, with its statistics and, read over a
-//! connection to that database, its extensions.
+//! connection to that database, its extensions and its security facts (`security.rs`;
+//! both queries pipelined on the one connection).
 
 use std::cell::{Cell, RefCell};
 
 use serde_json::{Map, Value, json};
 use tokio_postgres::Row;
 
-use super::{DbConnector, col, pg_error};
+use super::{DbConnector, col, pg_error, security};
 
 /// How big each database is. `pg_database_size()` needs CONNECT on the database or the
 /// privileges of pg_read_all_stats; checking first keeps one forbidden database from
@@ -108,6 +109,8 @@ pub(crate) fn parse(rows: &[Row]) -> Result<Vec<Db>, String> {
         );
         data.insert("extensions".into(), Value::Null);
         data.insert("extensions_reason".into(), Value::Null);
+        data.insert("security".into(), Value::Null);
+        data.insert("security_reason".into(), Value::Null);
         data.insert("stats".into(), stats);
         out.push(Db {
             name,
@@ -167,31 +170,43 @@ fn extensions_json(rows: &[Row]) -> Result<Value, String> {
     Ok(Value::Array(out))
 }
 
-/// Extensions of one database over a fresh connection (closed when this returns).
-async fn read_extensions<C: DbConnector>(connector: &C, dbname: &str) -> Result<Value, String> {
-    let client = connector
-        .connect_db(dbname)
-        .await
-        .map_err(|e| format!("connection failed: {e}"))?;
-    let rows = client
-        .query_typed(EXTENSIONS_SQL, &[])
-        .await
-        .map_err(|e| format!("query failed: {}", pg_error(&e)))?;
-    extensions_json(&rows)
+/// What was read on one database: its extensions and its security facts.
+type DbRead = (Result<Value, String>, Result<Value, String>);
+
+/// Extensions and security facts of one database over a fresh connection (closed when
+/// this returns); the two queries are pipelined.
+async fn read_db<C: DbConnector>(connector: &C, dbname: &str) -> DbRead {
+    let client = match connector.connect_db(dbname).await {
+        Ok(c) => c,
+        Err(e) => {
+            let e = format!("connection failed: {e}");
+            return (Err(e.clone()), Err(e));
+        }
+    };
+    let (ext, sec) = tokio::join!(
+        client.query_typed(EXTENSIONS_SQL, &[]),
+        security::read_db(&client)
+    );
+    let ext = ext
+        .map_err(|e| format!("query failed: {}", pg_error(&e)))
+        .and_then(|rows| extensions_json(&rows));
+    (ext, sec)
 }
 
 /// Fill `extensions` of every database and return the section.
 ///
 /// `current` is the database of the main session with the result of [`EXTENSIONS_SQL`]
-/// read on it, so that it needs no second connection.
+/// and of [`security::read_db`] read on it, so that it needs no second connection.
 pub(crate) async fn finish<C: DbConnector>(
     dbs: Vec<Db>,
-    current: (&str, Result<Vec<Row>, String>),
+    current: (&str, Result<Vec<Row>, String>, Result<Value, String>),
     connector: &C,
     mut problems: Vec<String>,
 ) -> (Value, Vec<String>) {
-    let (current_name, current_rows) = current;
+    let (current_name, current_rows, current_security) = current;
+    let mut current_security = Some(current_security);
     let mut results: Vec<Option<Extensions>> = vec![None; dbs.len()];
+    let mut security: Vec<Option<Result<Value, String>>> = vec![None; dbs.len()];
     let mut todo: Vec<usize> = Vec::new();
     for (i, db) in dbs.iter().enumerate() {
         if let Some(skipped) = skip(db) {
@@ -202,6 +217,7 @@ pub(crate) async fn finish<C: DbConnector>(
                 Err(e) => Err(format!("query failed: {e}")),
             };
             results[i] = Some(read.map_or_else(Extensions::Unread, Extensions::Read));
+            security[i] = current_security.take();
         } else {
             todo.push(i);
         }
@@ -210,27 +226,51 @@ pub(crate) async fn finish<C: DbConnector>(
     // Four workers pull databases from a shared queue, so at most four extra sessions
     // are open at once; they all run on this task (no spawn).
     let next = Cell::new(0usize);
-    let fetched: RefCell<Vec<(usize, Result<Value, String>)>> = RefCell::new(Vec::new());
+    let fetched: RefCell<Vec<(usize, DbRead)>> = RefCell::new(Vec::new());
     let worker = || async {
         loop {
             let k = next.get();
             let Some(&i) = todo.get(k) else { break };
             next.set(k + 1);
-            let r = read_extensions(connector, &dbs[i].name).await;
+            let r = read_db(connector, &dbs[i].name).await;
             fetched.borrow_mut().push((i, r));
         }
     };
     tokio::join!(worker(), worker(), worker(), worker());
-    for (i, r) in fetched.into_inner() {
-        results[i] = Some(r.map_or_else(Extensions::Unread, Extensions::Read));
+    for (i, (ext, sec)) in fetched.into_inner() {
+        results[i] = Some(ext.map_or_else(Extensions::Unread, Extensions::Read));
+        security[i] = Some(sec);
     }
 
     let mut failed = Vec::new();
+    let mut security_failed = Vec::new();
     let mut hidden_sizes = Vec::new();
     let mut out = Vec::with_capacity(dbs.len());
-    for (db, result) in dbs.into_iter().zip(results) {
+    for ((db, result), sec) in dbs.into_iter().zip(results).zip(security) {
         let mut data = db.data;
         let result = result.unwrap_or_else(|| Extensions::Unread("not read".to_string()));
+        // Security facts follow the extensions: skipped for the same reasons, and a
+        // failed read (connection or query) makes the section partial.
+        match (&result, sec) {
+            (_, Some(Ok(v))) => {
+                data.insert("security".into(), v);
+            }
+            (_, Some(Err(e))) => {
+                security_failed.push(format!("{}: {e}", db.name));
+                data.insert("security_reason".into(), json!(e));
+            }
+            (Extensions::NotApplicable(reason), None) => {
+                data.insert("security_reason".into(), json!(reason));
+            }
+            (Extensions::Unread(reason), None) => {
+                data.insert("security_reason".into(), json!(reason));
+                security_failed.push(format!("{}: {reason}", db.name));
+            }
+            (Extensions::Read(_), None) => {
+                data.insert("security_reason".into(), json!("not read"));
+                security_failed.push(format!("{}: not read", db.name));
+            }
+        }
         match result {
             Extensions::Read(exts) => {
                 data.insert("extensions".into(), exts);
@@ -256,6 +296,12 @@ pub(crate) async fn finish<C: DbConnector>(
     }
     if !failed.is_empty() {
         problems.push(format!("extensions not read for {}", failed.join("; ")));
+    }
+    if !security_failed.is_empty() {
+        problems.push(format!(
+            "security facts not read for {}",
+            security_failed.join("; ")
+        ));
     }
     (Value::Array(out), problems)
 }
