@@ -15,7 +15,6 @@ use serde_json::Value;
 
 /// A sandbox cluster of this test binary.
 struct Pg {
-    #[allow(dead_code)]
     name: String,
     major: u32,
     uri: String,
@@ -633,4 +632,41 @@ fn bad_monitoring_inputs_are_exit_2_before_connecting() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+}
+
+/// M5 judged from what runs on the host: syslog output with no forwarding daemon fails;
+/// a real rsyslogd whose configuration forwards to another host passes.
+#[test]
+fn pg18_syslog_forwarding_counts_as_centralised() {
+    let pg = cluster("mon18-pgss");
+    sandbox_ok(&[
+        "sql",
+        &pg.name,
+        "ALTER SYSTEM SET log_destination = 'stderr,syslog'",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    sandbox_ok(&["sql", &pg.name, "SELECT pg_reload_conf()"]).unwrap_or_else(|e| panic!("{e}"));
+    let r = pg.audit(&[]);
+    let f = finding(&r, "mon.log.centralised");
+    assert_eq!(f["status"], "fail", "{f}");
+    assert!(
+        f["actual"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("no log shipper running"),
+        "{f}"
+    );
+    let tmp = tempdir();
+    let rsyslog = stack::rsyslogd(tmp.path());
+    let r = pg.audit(&[]);
+    let f = finding(&r, "mon.log.centralised");
+    assert_eq!(f["status"], "pass", "{f}\n{}", rsyslog.log_text());
+    assert!(
+        f["actual"]
+            .as_str()
+            .unwrap_or("")
+            .contains("rsyslogd forwards ("),
+        "{f}"
+    );
+    drop(rsyslog);
 }

@@ -1743,6 +1743,7 @@ fn syslog_forwarding(files: &[PathBuf], syslog_ng: bool) -> Vec<Value> {
     out
 }
 
+/// `main` and the `*.ext` files of `dir` (rsyslog's and syslog-ng's include folders).
 fn conf_files(main: &str, dir: &str, ext: &str) -> Vec<PathBuf> {
     let mut files = vec![PathBuf::from(main)];
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -1798,7 +1799,20 @@ pub fn collect_log_shipping(req: &Request) -> Section {
             agents.push(json!({"pid": p.pid, "name": p.name, "agent": label}));
         }
         if p.name == "rsyslogd" {
-            let files = conf_files("/etc/rsyslog.conf", "/etc/rsyslog.d", "conf");
+            // `rsyslogd -f FILE` reads FILE instead of /etc/rsyslog.conf.
+            let main = p
+                .args
+                .iter()
+                .position(|a| a == "-f")
+                .and_then(|i| p.args.get(i + 1))
+                .or_else(|| {
+                    p.args
+                        .iter()
+                        .find_map(|a| a.strip_prefix("-f").filter(|f| !f.is_empty()).map(|_| a))
+                })
+                .map(|a| a.trim_start_matches("-f").to_string())
+                .unwrap_or_else(|| "/etc/rsyslog.conf".to_string());
+            let files = conf_files(&main, "/etc/rsyslog.d", "conf");
             daemons.push(json!({"pid": p.pid, "name": "rsyslogd", "forwarding": syslog_forwarding(&files, false)}));
         }
         if p.name == "syslog-ng" {

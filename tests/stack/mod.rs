@@ -346,3 +346,33 @@ impl Monitoring {
         )
     }
 }
+
+pub const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
+
+/// rsyslogd in the foreground with its own configuration, which forwards everything over
+/// TCP to a loopback port where nothing listens (rsyslog queues and retries; nothing
+/// leaves the machine). It reads no input, so it takes no log from the host.
+pub fn rsyslogd(dir: &Path) -> Daemon {
+    require(RSYSLOGD);
+    let own = dir.join("rsyslog");
+    std::fs::create_dir_all(&own).unwrap_or_else(|e| panic!("{e}"));
+    let target = free_port();
+    let conf = own.join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "global(workDirectory=\"{}\")\n*.* @@127.0.0.1:{target}\n",
+            own.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = Command::new(RSYSLOGD);
+    cmd.arg("-n")
+        .arg("-f")
+        .arg(&conf)
+        .arg("-i")
+        .arg(own.join("rsyslogd.pid"));
+    let d = spawn("rsyslogd", 0, cmd, dir);
+    std::thread::sleep(Duration::from_millis(500));
+    d
+}
