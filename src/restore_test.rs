@@ -140,6 +140,29 @@ fn gib(b: u64) -> String {
     }
 }
 
+/// Refuse (exit 2) when the file system of `parent` lacks room for the restored set: its
+/// size as the tool reports it, plus 10% and 256 MiB for the WAL replayed and the server.
+fn check_room(parent: &Path, set: &BackupSet) -> Result<(), Failure> {
+    let size = set.size_bytes.unwrap_or(0).max(0) as u64;
+    let needed = size + size / 10 + (256 << 20);
+    match free_bytes(parent) {
+        Some(free) if free < needed => Err(Failure::Input(format!(
+            "not enough room in {}: {} free, the restore needs about {} (backup set {} restores to {} of files, \
+             plus 10% and 256 MiB for WAL and the server): choose a larger --scratch",
+            parent.display(),
+            gib(free),
+            gib(needed),
+            set.label,
+            gib(size)
+        ))),
+        Some(_) => Ok(()),
+        None => Err(Failure::Input(format!(
+            "cannot read the free space of {} (statvfs)",
+            parent.display()
+        ))),
+    }
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -804,28 +827,7 @@ pub fn run(a: &RestoreTestArgs) -> Result<ExitCode, Failure> {
             parent.display()
         )));
     }
-    let size = set.size_bytes.unwrap_or(0).max(0) as u64;
-    let needed = size + size / 10 + (256 << 20);
-    match free_bytes(&parent) {
-        Some(free) if free < needed => {
-            return Err(Failure::Input(format!(
-                "not enough room in {}: {} free, the restore needs about {} (backup set {} restores to {} of files, \
-                 plus 10% and 256 MiB for WAL and the server): choose a larger --scratch",
-                parent.display(),
-                gib(free),
-                gib(needed),
-                set.label,
-                gib(size)
-            )));
-        }
-        Some(_) => {}
-        None => {
-            return Err(Failure::Input(format!(
-                "cannot read the free space of {} (statvfs)",
-                parent.display()
-            )));
-        }
-    }
+    check_room(&parent, set)?;
     let bindir = bindir(major)?;
     let user = os_user(a.os_user.as_deref())?;
     let by =
@@ -913,6 +915,29 @@ pub fn run(a: &RestoreTestArgs) -> Result<ExitCode, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refuses_a_set_larger_than_the_free_space() {
+        let set = BackupSet {
+            label: "20261125-010000F".to_string(),
+            size_bytes: Some(i64::MAX / 2),
+            ..BackupSet::default()
+        };
+        let err = check_room(Path::new("/tmp"), &set)
+            .err()
+            .map(|e| e.to_string());
+        let err = err.unwrap_or_default();
+        assert!(err.starts_with("not enough room in /tmp: "), "{err}");
+        assert!(
+            err.contains("backup set 20261125-010000F restores to"),
+            "{err}"
+        );
+        let small = BackupSet {
+            size_bytes: Some(1),
+            ..set
+        };
+        assert!(check_room(Path::new("/tmp"), &small).is_ok());
+    }
 
     #[test]
     fn lsn_and_entry() {

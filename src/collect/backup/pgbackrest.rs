@@ -236,6 +236,19 @@ fn same_path(a: &str, b: &str) -> bool {
     canon(a) == canon(b)
 }
 
+/// The stanza (and the key) whose `pgN-path` (or the deprecated `db-path`) is `data_dir`.
+pub fn stanza_for_data_dir(ini: &Ini, data_dir: &str) -> Option<(String, String)> {
+    let re = regex::Regex::new(r"^(pg[0-9]*|db[0-9]*)-path$").ok()?;
+    ini.sections
+        .iter()
+        .filter(|(sec, _)| !sec.contains(':') && sec.as_str() != "global")
+        .find_map(|(sec, kv)| {
+            kv.iter()
+                .find(|(k, v)| re.is_match(k) && same_path(v, data_dir))
+                .map(|(k, _)| (sec.clone(), k.clone()))
+        })
+}
+
 /// With no tool named: the stanza of pgBackRest's default configuration whose `pgN-path`
 /// is this server's data directory. Ok((stanza, what was found)); Err(what was looked at).
 pub fn detect(server: &ServerFacts) -> Result<(String, String), String> {
@@ -254,22 +267,14 @@ pub fn detect(server: &ServerFacts) -> Result<(String, String), String> {
         ));
     };
     let loaded = load_config(None)?;
-    let re = regex::Regex::new(r"^(pg[0-9]*|db[0-9]*)-path$").ok();
-    for (sec, kv) in &loaded.ini.sections {
-        if sec.contains(':') || sec == "global" {
-            continue;
-        }
-        for (k, v) in kv {
-            if re.as_ref().is_some_and(|re| re.is_match(k)) && same_path(v, data_dir) {
-                return Ok((
-                    sec.clone(),
-                    format!(
-                        "pgBackRest stanza {sec} found in {}: its {k} is this server's data directory {data_dir}",
-                        loaded.files.join(", ")
-                    ),
-                ));
-            }
-        }
+    if let Some((stanza, key)) = stanza_for_data_dir(&loaded.ini, data_dir) {
+        return Ok((
+            stanza.clone(),
+            format!(
+                "pgBackRest stanza {stanza} found in {}: its {key} is this server's data directory {data_dir}",
+                loaded.files.join(", ")
+            ),
+        ));
     }
     Err(format!(
         "no backup tool named, and no pgBackRest stanza has pg1-path = {data_dir} in pgBackRest's \
@@ -808,6 +813,22 @@ pub fn collect(
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
+
+    #[test]
+    fn detection_matches_the_data_directory() {
+        let mut ini = Ini::default();
+        Ini::parse(
+            "[global]\nrepo1-path=/r\n[global:archive-push]\npg1-path=/data/x\n[old]\npg1-path=/data/old\n\
+             [main]\npg2-path=/data/other/\npg1-path=/data/main/\n",
+            &mut ini,
+        );
+        assert_eq!(
+            stanza_for_data_dir(&ini, "/data/main"),
+            Some(("main".to_string(), "pg1-path".to_string()))
+        );
+        assert_eq!(stanza_for_data_dir(&ini, "/data/x"), None);
+        assert_eq!(stanza_for_data_dir(&ini, "/elsewhere"), None);
+    }
 
     #[test]
     fn segments_and_gaps() {
