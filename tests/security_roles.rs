@@ -528,6 +528,87 @@ fn run(major: u32) {
     common::sandbox(&["release", &s.name, "--owner-pid", &pid]);
 }
 
+/// Debian's PostgreSQL 15 with its pgaudit package: loading pgaudit alone is reported
+/// (pgaudit.log defaults to none), the usual class lists are understood.
+#[test]
+fn pg15_debian_pgaudit_classes() {
+    const BIN: &str = "/usr/lib/postgresql/15/bin";
+    let name = "secr-audit15";
+    let pid = std::process::id().to_string();
+    let sandbox_15 = |args: &[&str]| {
+        let out = std::process::Command::new(common::sandbox_script())
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("PGREADY_SANDBOX_DIR", common::sandbox_dir())
+            .env("PG_BIN", BIN)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run pg-sandbox: {e}"));
+        assert!(
+            out.status.success(),
+            "pg-sandbox {args:?} (PG_BIN={BIN}, apt-get install postgresql-15 \
+             postgresql-15-pgaudit) failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let uri = sandbox_15(&[
+        "start",
+        name,
+        "--major",
+        "15",
+        "--scenario",
+        "hardened",
+        "--owner-pid",
+        &pid,
+        "--fresh",
+    ]);
+    sql(
+        name,
+        "postgres",
+        &["ALTER SYSTEM SET shared_preload_libraries = pg_stat_statements, pgaudit"],
+    );
+    sandbox_15(&["restart", name]);
+    let dir = common::sandbox_dir().join(name);
+    let pg = common::Cluster {
+        name: name.to_string(),
+        major: 15,
+        scenario: "hardened".to_string(),
+        uri,
+        password: std::fs::read_to_string(dir.join("password"))
+            .ok()
+            .map(|p| p.trim().to_string()),
+        dir,
+    };
+    for (value, expected) in [
+        (None, "fail"), // loaded, pgaudit.log left at its default: none
+        (Some("ddl, role"), "pass"),
+        (Some("all, -misc"), "pass"),
+        (Some("all, -role"), "fail"),
+        (Some("write, ddl"), "fail"),
+    ] {
+        if let Some(v) = value {
+            sql(
+                name,
+                "postgres",
+                &[
+                    &format!("ALTER SYSTEM SET pgaudit.log = '{v}'"),
+                    "SELECT pg_reload_conf()",
+                ],
+            );
+        }
+        let r = audit(&pg);
+        let f = findings(&r);
+        assert_eq!(
+            status(&f, "sec.log.pgaudit_classes"),
+            expected,
+            "pgaudit.log = {value:?}: {}",
+            describe(f["sec.log.pgaudit_classes"])
+        );
+    }
+    common::sandbox(&["release", name, "--owner-pid", &pid]);
+}
+
 #[test]
 fn pg18_hardened_then_misconfigured() {
     run(18);
