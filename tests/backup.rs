@@ -607,6 +607,48 @@ fn a_repository_whose_newest_backup_is_days_old_fails_b1_and_time_retention_expi
 }
 
 #[test]
+fn count_based_retention_expires_the_older_full() {
+    let env = env();
+    let conf = env.config(
+        "count",
+        "count",
+        &env.cluster.join("data"),
+        &["retention-full=1"],
+    );
+    env.pgbackrest(&conf, &["--stanza=count", "--no-online", "stanza-create"]);
+    for _ in 0..2 {
+        env.pgbackrest(
+            &conf,
+            &[
+                "--stanza=count",
+                "--no-online",
+                "--force",
+                "--type=full",
+                "backup",
+            ],
+        );
+    }
+    let conf_s = conf.display().to_string();
+    let facts = env.pgready(&[
+        "facts",
+        &env.uri,
+        "--pgbackrest-stanza",
+        "count",
+        "--pgbackrest-config",
+        &conf_s,
+    ]);
+    let facts: Value = serde_json::from_slice(&facts.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let d = &facts["sections"]["backup"]["data"];
+    // pgBackRest expired the first full after the second (repo1-retention-full=1).
+    assert_eq!(d["backups"].as_array().map(Vec::len), Some(1), "{d}");
+    let r = &d["repositories"][0]["retention"];
+    assert_eq!(r["defined"], true, "{r}");
+    assert_eq!(r["full_type"], "count");
+    assert_eq!(r["redundancy"], 1);
+    assert_eq!(r["window_days"], Value::Null);
+}
+
+#[test]
 fn backups_of_another_cluster_do_not_count() {
     let env = env();
     let conf = env.root.join("other.conf").display().to_string();
