@@ -119,6 +119,19 @@ impl HttpUrl {
         })
     }
 
+    /// `/metrics` when the URL names no path (an exporter's landing page is HTML).
+    fn metrics_path(mut self) -> HttpUrl {
+        let after_scheme = |u: &str| {
+            u.split_once("://")
+                .map_or(String::new(), |(_, r)| r.to_string())
+        };
+        if !after_scheme(&self.fetch).contains('/') {
+            self.fetch.push_str("/metrics");
+            self.display.push_str("/metrics");
+        }
+        self
+    }
+
     /// The same server, another path (for Prometheus's API).
     fn with_path(&self, path: &str) -> HttpUrl {
         let join = |u: &str| {
@@ -211,13 +224,15 @@ impl Request {
             &m.exporter,
             "--exporter",
             "[monitoring] exporter",
-        )?;
+        )?
+        .map(HttpUrl::metrics_path);
         let node_exporter = url(
             &sources.node_exporter,
             &m.node_exporter,
             "--node-exporter",
             "[monitoring] node_exporter",
-        )?;
+        )?
+        .map(HttpUrl::metrics_path);
         let prometheus = url(
             &sources.prometheus,
             &m.prometheus,
@@ -227,13 +242,15 @@ impl Request {
         let others = if sources.other_exporter.is_empty() {
             m.other_exporters
                 .iter()
-                .map(|u| HttpUrl::parse(u, "[monitoring] other_exporters"))
+                .map(|u| {
+                    HttpUrl::parse(u, "[monitoring] other_exporters").map(HttpUrl::metrics_path)
+                })
                 .collect::<Result<Vec<_>, _>>()?
         } else {
             sources
                 .other_exporter
                 .iter()
-                .map(|u| HttpUrl::parse(u, "--other-exporter"))
+                .map(|u| HttpUrl::parse(u, "--other-exporter").map(HttpUrl::metrics_path))
                 .collect::<Result<Vec<_>, _>>()?
         };
         let rule_paths = if sources.prometheus_rules.is_empty() {
@@ -1933,6 +1950,8 @@ mod tests {
         assert_eq!(u.display, "http://mon:***@db1:9187/metrics");
         assert_eq!(u.auth.as_deref(), Some("Basic bW9uOnMzY3JldA=="));
         assert!(HttpUrl::parse("db1:9187", "--exporter").is_err());
+        let bare = HttpUrl::parse("http://db1:9187", "--exporter").map(HttpUrl::metrics_path);
+        assert!(bare.is_ok_and(|u| u.fetch == "http://db1:9187/metrics"));
         assert_eq!(redact("https://a:b@h/x"), "https://a:***@h/x");
     }
 
