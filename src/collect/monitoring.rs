@@ -31,7 +31,7 @@
 //! - `pg_stat_statements_info` (`dealloc bigint`, `stats_reset timestamptz`) exists from
 //!   pg_stat_statements 1.9 (`pg_stat_statements--1.8--1.9.sql`), the version shipped
 //!   with PostgreSQL 14; an extension left at 1.8 by pg_upgrade has no such view, which
-//!   the facts say. Live: 14–18 sandboxes.
+//!   the facts say. Live: 14.23, 16.14, 17.10, 18.4 sandboxes (15 not run).
 //! - postgres_exporter: names and collectors from the tagged sources (see the catalogue
 //!   file's header); Debian 12's package (0.11.1) scraped live against 16, 17 and 18: its
 //!   `bgwriter` collector fails on 17+ (`column "checkpoints_timed" does not exist`, the

@@ -7,7 +7,7 @@
 //! # Verified
 //! - `pg_stat_database.sessions` (sessions established since the last reset) appeared in
 //!   PostgreSQL 14 (commit 960869da, "Add pg_stat_database counters for sessions and
-//!   session time"); live on 14–18. `numbackends` counts backends connected to each
+//!   session time"); live on 14.23, 16.14, 17.10, 18.4. `numbackends` counts backends connected to each
 //!   database (pgready's own session included).
 //! - PgBouncer admin console: Debian 12's pgbouncer 1.18 and the docs (usage.html): `SHOW
 //!   CONFIG` columns key, value, default, changeable; `SHOW DATABASES` name, host, port,
