@@ -1,14 +1,14 @@
 //! The backup section and the B rules against the real tools: Debian 12's pgBackRest 2.45
 //! with Debian's PostgreSQL 15 (2.45 supports PostgreSQL up to 15), through the real
-//! binary; `pgready restore-test` end to end. Barman and WAL-G are read from fixtures of
-//! their JSON (tests/data/backup/): Debian's Barman 3.4 would need a streaming replication
-//! setup this test does not build, and WAL-G is not packaged.
+//! binary; `pgready restore-test` end to end; Debian's Barman 3.4 streaming from another
+//! PostgreSQL 15 cluster. WAL-G is not packaged: its JSON is read from fixtures
+//! (tests/data/backup/), as are Barman's edge cases.
 //!
 //! One PostgreSQL 15 cluster (`bak-a`, hardened scenario, archiving into stanza `main`
 //! through `pgbackrest archive-push`) is shared by every test, plus a stopped one (`bak-b`)
 //! whose offline backup sits in stanza `other`. Each test uses its own pgBackRest
 //! configuration file and repositories in one temporary folder; only `main` receives WAL.
-//! Needs (as .ci/run installs): postgresql-15, pgbackrest, faketime.
+//! Needs (as .ci/run installs): postgresql-15, pgbackrest, faketime, barman.
 
 mod common;
 
@@ -812,6 +812,156 @@ fn restore_test_restores_verifies_records_and_b3_passes() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("is of another cluster"), "{err}");
+}
+
+/// Barman 3.4 (Debian 12) backing up a PostgreSQL 15 cluster over streaming replication
+/// (pg_basebackup + pg_receivewal, the default cluster's trust for local replication):
+/// list-backups, show-servers and xlog.db read by pgready.
+#[test]
+fn barman_backups_of_a_streaming_server() {
+    assert!(
+        Path::new("/usr/bin/barman").exists(),
+        "Barman is needed: apt-get install barman"
+    );
+    let env = env();
+    let owner = std::process::id().to_string();
+    let out = sandbox15(&[
+        "start",
+        "bak-c",
+        "--major",
+        "15",
+        "--scenario",
+        "default",
+        "--owner-pid",
+        &owner,
+        "--fresh",
+    ]);
+    let uri = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let cluster = common::sandbox_dir().join("bak-c");
+    let port = uri
+        .rsplit_once(':')
+        .and_then(|(_, r)| r.split('/').next())
+        .unwrap_or_default()
+        .to_string();
+    let home = env.root.join("barman");
+    std::fs::create_dir_all(home.join("log")).unwrap_or_else(|e| panic!("{e}"));
+    let conf = home.join("barman.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[barman]\nbarman_home = {h}\nbarman_user = barman\nlog_file = {h}/log/barman.log\n\
+             compression = gzip\n\n[pg]\ndescription = \"sandbox 15\"\n\
+             conninfo = host={c} port={port} user=postgres dbname=postgres\n\
+             streaming_conninfo = host={c} port={port} user=postgres\nbackup_method = postgres\n\
+             streaming_archiver = on\nslot_name = barman\npath_prefix = {PG_BIN}\n\
+             retention_policy = RECOVERY WINDOW OF 4 WEEKS\n",
+            h = home.display(),
+            c = cluster.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    if is_root() {
+        ok(
+            Command::new("chown")
+                .args(["-R", "barman:", &home.display().to_string()])
+                .output()
+                .unwrap_or_else(|e| panic!("{e}")),
+            "chown",
+        );
+    }
+    let c = conf.display().to_string();
+    let barman = |args: &[&str]| -> Output {
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "barman", "--", "barman"]);
+            c
+        } else {
+            Command::new("barman")
+        };
+        cmd.args(["-c", &c])
+            .args(args)
+            .current_dir("/")
+            .stdin(Stdio::null());
+        cmd.output().unwrap_or_else(|e| panic!("{e}"))
+    };
+    ok(
+        barman(&["receive-wal", "--create-slot", "pg"]),
+        "barman receive-wal --create-slot",
+    );
+    // `barman cron` starts the WAL streamer (barman receive-wal) in the background; it is
+    // stopped below, and by this guard if anything in between panics.
+    struct StopStreamer<'a>(&'a dyn Fn(&[&str]) -> Output);
+    impl Drop for StopStreamer<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["receive-wal", "--stop", "pg"]);
+        }
+    }
+    let stop = StopStreamer(&barman);
+    ok(barman(&["cron"]), "barman cron");
+    let switched = barman(&[
+        "switch-wal",
+        "--force",
+        "--archive",
+        "--archive-timeout",
+        "60",
+        "pg",
+    ]);
+    let backed_up = barman(&["backup", "--wait", "pg"]);
+    drop(stop);
+    ok(switched, "barman switch-wal");
+    ok(backed_up, "barman backup");
+    let out = env.pgready(&[
+        "audit",
+        &uri,
+        "--format",
+        "json",
+        "--barman-server",
+        "pg",
+        "--barman-config",
+        &c,
+    ]);
+    let r: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let d = &r["sections"]["backup"];
+    assert_eq!(d["collected"], true, "{d}");
+    let facts = env.pgready(&[
+        "facts",
+        &uri,
+        "--barman-server",
+        "pg",
+        "--barman-config",
+        &c,
+    ]);
+    let facts: Value = serde_json::from_slice(&facts.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let b = &facts["sections"]["backup"]["data"];
+    assert_eq!(b["tool"], "barman");
+    assert_eq!(b["version"], "3.4.0");
+    assert_eq!(b["newest"]["this_cluster"], true, "{b}");
+    assert_eq!(b["repositories"][0]["retention"]["window_days"], 28);
+    assert_eq!(
+        b["repositories"][0]["wal"]["gaps"],
+        serde_json::json!([]),
+        "{b}"
+    );
+    assert!(
+        !b.to_string().contains("dbname=postgres"),
+        "conninfo copied: {b}"
+    );
+    assert_eq!(
+        status(&r, "bak.backup.recent"),
+        "pass",
+        "{}",
+        text(&r, "bak.backup.recent")
+    );
+    assert_eq!(status(&r, "bak.backup.tool_healthy"), "pass");
+    assert_eq!(
+        status(&r, "bak.backup.wal_continuous"),
+        "pass",
+        "{}",
+        text(&r, "bak.backup.wal_continuous")
+    );
+    assert_eq!(status(&r, "bak.backup.retention"), "fail");
+    assert!(text(&r, "bak.backup.retention").contains("retention keeps 28 days"));
 }
 
 #[test]

@@ -86,7 +86,9 @@ pub fn parse(server_name: &str, list: &Value, show: &Value, server: &ServerFacts
         let status = b["status"].as_str().unwrap_or_default();
         if status != "DONE" {
             if status == "FAILED" && id.as_str() > newest_done {
-                errors.push(format!("backup {id} FAILED after the newest successful one"));
+                errors.push(format!(
+                    "backup {id} FAILED after the newest successful one"
+                ));
             }
             continue;
         }
@@ -231,7 +233,7 @@ pub fn collect(
             args.push("-c".to_string());
             args.push(c.display().to_string());
         }
-        args.extend(["-q", "-f", "json", cmd, server_name].map(String::from));
+        args.extend(["-f", "json", cmd, server_name].map(String::from));
         let shown = display_command("barman", &args);
         commands.push(shown.clone());
         let out = run_tool("barman", &args, &[], TOOL_TIMEOUT)?;
