@@ -54,6 +54,9 @@ fn context_flags(c: &ContextArgs) -> ContextConfig {
         criticality: c.criticality,
         deployment: c.deployment,
         workload: c.workload,
+        storage: c.storage,
+        ram: c.ram,
+        cpus: c.cpus,
     }
 }
 
@@ -227,6 +230,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Failure> {
         Command::Audit(a) => audit(a),
         Command::Facts(a) => facts(a),
         Command::Rules(r) => rules(&r.command),
+        Command::Tune(t) => crate::tune::run(t),
         Command::Runbooks(r) => crate::runbooks::run(&r.command),
         Command::RestoreTest(r) => crate::restore_test::run(r),
     }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{Criticality, Deployment, Size, Workload};
+use crate::config::{Criticality, Deployment, Size, Storage, Workload};
 use crate::report::Format;
 
 #[derive(Debug, Parser)]
@@ -28,6 +28,9 @@ pub enum Command {
     Facts(FactsArgs),
     /// List, explain and check the rules.
     Rules(RulesArgs),
+    /// Print the settings the configuration rules recommend for this server and context,
+    /// as ALTER SYSTEM statements (or a postgresql.conf fragment).
+    Tune(TuneArgs),
     /// Work with the team's runbook folder (`runbooks init DIR`).
     Runbooks(RunbooksArgs),
     /// Restore the newest backup (or a given set / point in time) into a scratch folder,
@@ -65,15 +68,23 @@ pub struct ContextArgs {
     /// The workload the server carries.
     #[arg(long, value_enum)]
     pub workload: Option<Workload>,
+    /// Storage class of the data and WAL devices (detected from /sys/block when local).
+    #[arg(long, value_enum)]
+    pub storage: Option<Storage>,
+    /// RAM available to PostgreSQL, e.g. 64GB (required for managed or remote servers;
+    /// detected when local, honouring cgroup limits).
+    #[arg(long, value_name = "SIZE", value_parser = crate::config::parse_ram)]
+    pub ram: Option<i64>,
+    /// CPUs available to PostgreSQL (required for managed or remote servers; detected
+    /// when local, honouring cgroup quotas).
+    #[arg(long, value_name = "N", value_parser = crate::config::parse_cpus)]
+    pub cpus: Option<u32>,
 }
 
 /// Where the other fact sources are (backup tools, monitoring, runbooks, …). The same
 /// keys exist in `pgready.toml`; a flag wins over the file. Shared by `audit` and `facts`.
 #[derive(Debug, Args, Default, Clone)]
 pub struct SourceArgs {
-    /// The team's runbook folder (Markdown with YAML front matter; same as `[runbooks] dir`).
-    #[arg(long, value_name = "DIR")]
-    pub runbooks: Option<PathBuf>,
     /// postgres_exporter's metrics URL, scraped once (same as `[monitoring] exporter`),
     /// e.g. http://db1:9187/metrics.
     #[arg(long, value_name = "URL")]
@@ -198,6 +209,40 @@ pub struct RunbooksInitArgs {
     /// The team's pgready.toml (`[runbooks.required]` ids, backup settings).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+/// Output of `pgready tune`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TuneFormat {
+    /// `ALTER SYSTEM SET …;` statements, to paste into psql.
+    Sql,
+    /// A postgresql.conf fragment (for a conf.d include file).
+    Conf,
+}
+
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Recommend from a snapshot written by `pgready facts` instead of connecting.
+    #[arg(long, value_name = "FILE", conflicts_with = "conninfo")]
+    pub from_facts: Option<PathBuf>,
+    /// The team's pgready.toml (context and rule parameters). Default: ./pgready.toml if present.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A folder of extra rule files, added to the built-in pack (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub rules: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value_t = TuneFormat::Sql)]
+    pub format: TuneFormat,
+    /// Print every recommended setting, not only those of failing rules.
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub context: ContextArgs,
     #[command(flatten)]
     pub sources: SourceArgs,
 }

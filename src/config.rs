@@ -195,6 +195,101 @@ pub struct ContextConfig {
     pub criticality: Option<Criticality>,
     pub deployment: Option<Deployment>,
     pub workload: Option<Workload>,
+    /// Storage class of the devices holding PGDATA and pg_wal (detected from the host
+    /// when the server is local).
+    pub storage: Option<Storage>,
+    /// RAM available to PostgreSQL, a size such as "64GB" (required when `deployment =
+    /// managed`; detected from the host, honouring cgroup limits, when local).
+    #[serde(default, deserialize_with = "de_ram")]
+    pub ram: Option<i64>,
+    /// CPUs available to PostgreSQL (required when managed; detected when local).
+    #[serde(default, deserialize_with = "de_cpus")]
+    pub cpus: Option<u32>,
+}
+
+/// The storage classes PGTune distinguishes.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Storage {
+    Hdd,
+    Ssd,
+    San,
+    Nvme,
+}
+
+impl Storage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Storage::Hdd => "hdd",
+            Storage::Ssd => "ssd",
+            Storage::San => "san",
+            Storage::Nvme => "nvme",
+        }
+    }
+}
+
+/// Parse a RAM size as written by people: `64GB`, `64 GB`, `64G`, `64GiB`, `65536MB`,
+/// `512MiB`, `1TB` (binary multiples, like PostgreSQL's units), or a plain byte count.
+pub fn parse_ram(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("not a RAM size: '{s}' (write e.g. 64GB or 512MB)"))?;
+    let mult: i64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in RAM size '{s}' (use MB, GB or TB, e.g. 64GB)"
+            ));
+        }
+    };
+    let bytes = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("RAM size '{s}' is too large"))?;
+    if bytes < 64 << 20 {
+        return Err(format!(
+            "RAM size '{s}' is below 64 MB: write the unit (e.g. 64GB)"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Parse a CPU count: 1 to 4096.
+pub fn parse_cpus(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if (1..=4096).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "not a CPU count: '{s}' (a whole number from 1 to 4096)"
+        )),
+    }
+}
+
+fn de_ram<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Ram {
+        Text(String),
+        Bytes(i64),
+    }
+    match Ram::deserialize(d)? {
+        Ram::Text(s) => parse_ram(&s).map(Some).map_err(serde::de::Error::custom),
+        Ram::Bytes(n) => parse_ram(&n.to_string())
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+fn de_cpus<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let n = i64::deserialize(d)?;
+    parse_cpus(&n.to_string())
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]

@@ -85,6 +85,14 @@ pub fn evaluate(pack: &RulePack, facts: &Facts, config: &Config) -> Vec<Finding>
             scope.bind(name, expr::to_cel(&section.data));
         }
     }
+    // Sections that were not collected are null: a rule reading them is not evaluated
+    // (checked before any expression runs), but a `when` may still rule itself out
+    // without them.
+    for name in crate::facts::SECTIONS {
+        if !facts.section(name).is_some_and(|s| s.collected) {
+            scope.bind(name, Value::Null);
+        }
+    }
     scope.bind("now", Value::Int(facts.collected_at));
     pack.rules
         .iter()
@@ -105,6 +113,19 @@ fn evaluate_rule(rule: &Rule, scope: &Scope<'_>, facts: &Facts, config: &Config)
         Outcome::Offenders(o) if o.is_empty() => (Status::Pass, None, o),
         Outcome::Offenders(o) => (Status::Fail, None, o),
     };
+    // A failing rule with `[rule.tune]` says what `pgready tune` would set, computed by
+    // the same expressions.
+    let mut expected = rule.expected.clone();
+    if status == Status::Fail {
+        let recs = crate::tune::describe(rule, scope, &params);
+        if !recs.is_empty() {
+            let recs = format!("recommended: {}", recs.join(", "));
+            expected = Some(match expected {
+                Some(e) => format!("{e}; {recs}"),
+                None => recs,
+            });
+        }
+    }
     if matches!(status, Status::Fail | Status::NotEvaluated | Status::Error)
         && let Some(w) = config.waiver(&rule.id, facts.collected_at)
     {
@@ -126,7 +147,7 @@ fn evaluate_rule(rule: &Rule, scope: &Scope<'_>, facts: &Facts, config: &Config)
         covers: rule.covers.clone(),
         reason,
         actual,
-        expected: rule.expected.clone(),
+        expected,
         offenders,
         remediation: rule.remediation.clone(),
         references: rule.references.clone(),
@@ -139,6 +160,16 @@ fn judge_rule(
     facts: &Facts,
     params: &Value,
 ) -> (Outcome, Option<String>) {
+    // A rule that does not apply needs none of its other facts: when `when` is false on
+    // what was collected (missing sections are null, so `context.deployment == 'managed'
+    // || host.x` decides without the host), the rule is not applicable even if a section
+    // it reads is missing (host rules of a managed server). Any other outcome of `when`
+    // (true, or an error on a missing fact) is decided below, as before.
+    if let Some(when) = &rule.when
+        && matches!(scope.eval(when, params), Ok(Value::Bool(false)))
+    {
+        return (Outcome::Status(Status::NotApplicable, None), None);
+    }
     // Sections the rule reads must have been collected.
     let mut partial = Vec::new();
     for name in &rule.sections {
@@ -200,6 +231,33 @@ fn judge_rule(
         .actual
         .as_ref()
         .and_then(|a| render_actual(a, scope, params));
+    // The facts are there but not enough to judge (statistics too young, RAM unknown).
+    if let Some(ev) = &rule.evaluable {
+        match scope.eval(ev, params) {
+            Ok(Value::Bool(true)) => {}
+            Ok(Value::Bool(false)) => {
+                let reason = rule
+                    .not_evaluated_reason
+                    .as_ref()
+                    .and_then(|r| render_actual(r, scope, params))
+                    .unwrap_or_else(|| format!("`{}` is false", ev.source.trim()));
+                return (Outcome::Status(Status::NotEvaluated, Some(reason)), actual);
+            }
+            Ok(other) => {
+                return (
+                    Outcome::Status(
+                        Status::Error,
+                        Some(format!(
+                            "evaluable: expected a bool, got {}",
+                            describe(&other)
+                        )),
+                    ),
+                    actual,
+                );
+            }
+            Err(e) => return (failed("evaluable", e), actual),
+        }
+    }
     let outcome = match &rule.test {
         Test::Check(c) => match scope.eval(c, params) {
             Ok(Value::Bool(true)) => Outcome::Status(Status::Pass, None),

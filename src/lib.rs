@@ -15,3 +15,4 @@ pub mod restore_test;
 pub mod rules;
 pub mod runbooks;
 pub mod target;
+pub mod tune;

@@ -34,8 +34,134 @@ fn now_epoch() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// The `context` section: flags win over the file, the file over the defaults.
-pub fn context_section(flags: &ContextConfig, file: &ContextConfig) -> Section {
+/// The `context` section: flags win over the file, the file over what was detected on
+/// the host (storage, RAM, CPUs; never for a managed deployment, whose host pgready does
+/// not see), and that over the defaults. RAM, CPUs and storage that nobody gave and that
+/// could not be detected are `null`, with the reason in `unknown` (rules that need them
+/// are not evaluated with that reason).
+pub fn context_section(
+    flags: &ContextConfig,
+    file: &ContextConfig,
+    host: Option<&Section>,
+) -> Section {
+    let mut section = base_context_section(flags, file);
+    if let Value::Object(data) = &mut section.data {
+        add_sizing(data, flags, file, host);
+    }
+    section
+}
+
+/// Storage, RAM and CPUs with their source (`flag`, `file`, `detected`, `unknown`), a
+/// short origin for the report (`cgroup limit`, `--ram`, …) and, when unknown, why.
+fn add_sizing(
+    data: &mut Map<String, Value>,
+    flags: &ContextConfig,
+    file: &ContextConfig,
+    host: Option<&Section>,
+) {
+    use crate::config::Deployment;
+    let managed = flags.deployment.or(file.deployment) == Some(Deployment::Managed);
+    let host_data = host.filter(|h| h.collected).map(|h| &h.data);
+    let why_unknown = |what: &str, flag: &str| -> String {
+        if managed {
+            format!(
+                "{what} unknown: the deployment is managed (pgready does not see its host); give {flag}"
+            )
+        } else if let Some(h) = host.filter(|h| !h.collected) {
+            format!(
+                "{what} unknown: {}; give {flag}",
+                h.reason.as_deref().unwrap_or("host facts not collected")
+            )
+        } else {
+            format!("{what} unknown: give {flag}")
+        }
+    };
+    let mut sources = match data.remove("sources") {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    let mut origin = Map::new();
+    let mut unknown = Map::new();
+    // detected: (value, origin) from the host section
+    let detect = |key: &str, origin_key: &str| -> Option<(Value, String)> {
+        if managed {
+            return None;
+        }
+        let h = host_data?;
+        let v = h.get(key).filter(|v| !v.is_null())?.clone();
+        let o = h
+            .get(origin_key)
+            .and_then(Value::as_str)
+            .unwrap_or("detected")
+            .to_string();
+        Some((v, o))
+    };
+
+    // storage
+    let (storage, src, org) = match (flags.storage, file.storage) {
+        (Some(s), _) => (json!(s.as_str()), "flag", Some("--storage".to_string())),
+        (None, Some(s)) => (json!(s.as_str()), "file", Some("pgready.toml".to_string())),
+        _ => match detect("storage", "storage_source") {
+            Some((v, o)) => (v, "detected", Some(format!("detected: {o}"))),
+            None => {
+                let reason = host_data
+                    .filter(|_| !managed)
+                    .and_then(|h| h.get("storage_reason"))
+                    .and_then(Value::as_str)
+                    .map(|r| format!("storage unknown: {r}; give --storage"))
+                    .unwrap_or_else(|| why_unknown("storage", "--storage"));
+                unknown.insert("storage".into(), json!(reason));
+                (Value::Null, "unknown", None)
+            }
+        },
+    };
+    data.insert("storage".into(), storage);
+    sources.insert("storage".into(), json!(src));
+    origin.insert("storage".into(), json!(org));
+
+    // RAM
+    let (mem, src, org) = match (flags.ram, file.ram) {
+        (Some(b), _) => (json!(b), "flag", Some("--ram".to_string())),
+        (None, Some(b)) => (json!(b), "file", Some("pgready.toml".to_string())),
+        _ => match detect("mem_bytes", "mem_origin") {
+            Some((v, o)) => (v, "detected", Some(o)),
+            None => {
+                unknown.insert("ram".into(), json!(why_unknown("RAM", "--ram")));
+                (Value::Null, "unknown", None)
+            }
+        },
+    };
+    data.insert(
+        "ram".into(),
+        json!(mem.as_i64().map(crate::rules::expr::human_bytes)),
+    );
+    data.insert("mem_bytes".into(), mem);
+    sources.insert("ram".into(), json!(src));
+    origin.insert("ram".into(), json!(org));
+
+    // CPUs
+    let (cpus, src, org) = match (flags.cpus, file.cpus) {
+        (Some(n), _) => (json!(n), "flag", Some("--cpus".to_string())),
+        (None, Some(n)) => (json!(n), "file", Some("pgready.toml".to_string())),
+        _ => match detect("cpus", "cpus_origin") {
+            Some((v, o)) => (v, "detected", Some(o)),
+            None => {
+                unknown.insert("cpus".into(), json!(why_unknown("CPUs", "--cpus")));
+                (Value::Null, "unknown", None)
+            }
+        },
+    };
+    data.insert("cpus".into(), cpus);
+    sources.insert("cpus".into(), json!(src));
+    origin.insert("cpus".into(), json!(org));
+
+    data.insert("sources".into(), Value::Object(sources));
+    data.insert("origin".into(), Value::Object(origin));
+    data.insert("unknown".into(), Value::Object(unknown));
+}
+
+/// deployment, size, criticality and workload: flag, file or default.
+fn base_context_section(flags: &ContextConfig, file: &ContextConfig) -> Section {
     fn pick<T: serde::Serialize + Copy>(
         key: &str,
         flag: Option<T>,
@@ -192,7 +318,7 @@ pub async fn collect(
         .await,
     );
     let host = if target.is_local() {
-        host::collect()
+        host::collect(&host::Inputs::from_facts(&facts))
     } else {
         Section::missing("server is remote (host facts need SSH, not yet supported)")
     };
@@ -232,5 +358,9 @@ pub async fn collect(
 /// and context. Used for live audits and to refresh a saved snapshot.
 pub fn add_offline_sections(facts: &mut Facts, config: &Config, context_flags: &ContextConfig) {
     facts.insert("evidence", evidence_section(config, facts.collected_at));
-    facts.insert("context", context_section(context_flags, &config.context));
+    let host = facts.section("host").cloned();
+    facts.insert(
+        "context",
+        context_section(context_flags, &config.context, host.as_ref()),
+    );
 }

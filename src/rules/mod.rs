@@ -176,6 +176,14 @@ pub struct Rule {
     pub test: Test,
     pub actual: Option<Compiled>,
     pub expected: Option<String>,
+    /// When false, the rule is `not_evaluated` (after `when`, before the test): the facts
+    /// are there but not enough to judge (statistics too young, RAM unknown).
+    pub evaluable: Option<Compiled>,
+    /// The reason given when `evaluable` is false (a CEL string).
+    pub not_evaluated_reason: Option<Compiled>,
+    /// The settings this rule recommends (`pgready tune`), each computed by a CEL
+    /// expression from the same facts and parameters as the check.
+    pub tune: Vec<Tune>,
     pub remediation: String,
     pub references: Vec<String>,
     /// Default parameters (before `pgready.toml` overrides).
@@ -192,6 +200,63 @@ impl Rule {
             .chain(std::iter::once(self.test.compiled()))
             .chain(self.actual.iter())
     }
+}
+
+/// How a recommended value is written in `ALTER SYSTEM` / postgresql.conf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TuneUnit {
+    /// An integer number of bytes, written with PostgreSQL's units (`6016MB`).
+    Bytes,
+    /// An integer number of milliseconds, written `10min`, `30s`, `250ms`.
+    Ms,
+    /// A plain integer.
+    Int,
+    /// A number (double).
+    Real,
+    /// `on` / `off`.
+    Bool,
+    /// A string or enum value, quoted.
+    Text,
+}
+
+impl TuneUnit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TuneUnit::Bytes => "bytes",
+            TuneUnit::Ms => "ms",
+            TuneUnit::Int => "int",
+            TuneUnit::Real => "real",
+            TuneUnit::Bool => "bool",
+            TuneUnit::Text => "text",
+        }
+    }
+}
+
+/// One setting a rule recommends (`[rule.tune]` or `[[rule.tune]]`).
+#[derive(Debug)]
+pub struct Tune {
+    /// The GUC, e.g. `shared_buffers`.
+    pub setting: String,
+    /// CEL computing the recommended value (in the unit of `unit`).
+    pub value: Compiled,
+    pub unit: TuneUnit,
+    /// CEL string: the formula with its inputs (`25% of 23.5 GB RAM (cgroup limit)`).
+    pub formula: Option<Compiled>,
+    /// CEL bool: recommend this setting only when true.
+    pub when: Option<Compiled>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTune {
+    setting: String,
+    value: String,
+    unit: TuneUnit,
+    #[serde(default)]
+    formula: Option<String>,
+    #[serde(default)]
+    when: Option<String>,
 }
 
 /// The loaded, validated rules, in a stable order (file path, then position).
@@ -234,6 +299,13 @@ struct RawRule {
     actual: Option<Spanned<String>>,
     #[serde(default)]
     expected: Option<String>,
+    #[serde(default)]
+    evaluable: Option<Spanned<String>>,
+    #[serde(default)]
+    not_evaluated_reason: Option<Spanned<String>>,
+    /// `[rule.tune]` (one table) or `[[rule.tune]]` (several).
+    #[serde(default)]
+    tune: Option<Spanned<toml::Value>>,
     remediation: String,
     references: Vec<String>,
     #[serde(default)]
@@ -529,6 +601,25 @@ fn validate(
         .actual
         .as_ref()
         .and_then(|s| ctx.compile(&id, "actual", s));
+    let evaluable = raw
+        .evaluable
+        .as_ref()
+        .and_then(|s| ctx.compile(&id, "evaluable", s));
+    let not_evaluated_reason = raw
+        .not_evaluated_reason
+        .as_ref()
+        .and_then(|s| ctx.compile(&id, "not_evaluated_reason", s));
+    if raw.not_evaluated_reason.is_some() && raw.evaluable.is_none() {
+        ctx.error(
+            start,
+            format!("rule {id}: `not_evaluated_reason` needs `evaluable`"),
+        );
+    }
+    let tune = raw
+        .tune
+        .as_ref()
+        .map(|t| tune_entries(ctx, &id, t))
+        .unwrap_or_default();
     let mut sections = BTreeSet::new();
     for r in &raw.requires {
         if SECTIONS.contains(&r.get_ref().as_str()) {
@@ -553,6 +644,9 @@ fn validate(
         test,
         actual,
         expected: raw.expected,
+        evaluable,
+        not_evaluated_reason,
+        tune,
         remediation: raw.remediation,
         references: raw.references,
         params,
@@ -560,15 +654,29 @@ fn validate(
         location: ctx.at(start),
     };
     let mut sections = rule.sections.clone();
+    // The sections a recommendation reads are not required to judge the rule: `tune`
+    // skips a recommendation whose facts are missing, the audit does not.
+    let tune_exprs = rule.tune.iter().flat_map(|t| {
+        std::iter::once(("tune", Some(&t.value)))
+            .chain(std::iter::once(("tune", t.formula.as_ref())))
+            .chain(std::iter::once(("tune", t.when.as_ref())))
+    });
     for (key, c) in [
         ("when", rule.when.as_ref()),
         ("check", Some(rule.test.compiled())),
         ("actual", rule.actual.as_ref()),
-    ] {
+        ("evaluable", rule.evaluable.as_ref()),
+        ("not_evaluated_reason", rule.not_evaluated_reason.as_ref()),
+    ]
+    .into_iter()
+    .chain(tune_exprs)
+    {
         let Some(c) = c else { continue };
         for root in &c.roots {
             if SECTIONS.contains(&root.as_str()) {
-                sections.insert(root.clone());
+                if key != "tune" {
+                    sections.insert(root.clone());
+                }
             } else if !BUILTIN_ROOTS.contains(&root.as_str()) {
                 ctx.error(start, format!("rule {id}: {key}: unknown name `{root}` (fact sections are {}; also `now` and `params`)", SECTIONS.join(", ")));
             }
@@ -600,6 +708,81 @@ fn validate(
     let rule = Rule { sections, ..rule };
     let _ = rule.expressions();
     (ctx.diags.len() == before).then_some(rule)
+}
+
+/// The `tune` entries of a rule: one table or an array of tables.
+fn tune_entries(ctx: &mut Ctx<'_>, id: &str, t: &Spanned<toml::Value>) -> Vec<Tune> {
+    let at = t.span().start;
+    let raws: Vec<toml::Value> = match t.get_ref() {
+        toml::Value::Table(_) => vec![t.get_ref().clone()],
+        toml::Value::Array(a) => a.clone(),
+        _ => {
+            ctx.error(
+                at,
+                format!("rule {id}: `tune` must be a table ([rule.tune]) or an array of tables ([[rule.tune]])"),
+            );
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (i, v) in raws.into_iter().enumerate() {
+        let raw: RawTune = match v.try_into() {
+            Ok(r) => r,
+            Err(e) => {
+                ctx.error(at, format!("rule {id}: tune[{i}]: {}", e.message()));
+                continue;
+            }
+        };
+        let setting_ok = !raw.setting.is_empty()
+            && raw
+                .setting
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
+        if !setting_ok {
+            ctx.error(
+                at,
+                format!(
+                    "rule {id}: tune[{i}]: `{}` is not a setting name (lowercase letters, digits, `_`, `.`)",
+                    raw.setting
+                ),
+            );
+        }
+        let mut compile = |key: &str, src: &str| -> Option<Compiled> {
+            match expr::compile(src) {
+                Ok(c) => Some(c),
+                Err(errs) => {
+                    for e in errs {
+                        ctx.error(
+                            at,
+                            format!(
+                                "rule {id}: tune[{i}].{key} (line {}, column {}): {}",
+                                e.line, e.column, e.message
+                            ),
+                        );
+                    }
+                    None
+                }
+            }
+        };
+        let value = compile("value", &raw.value);
+        let formula = raw.formula.as_deref().map(|f| compile("formula", f));
+        let when = raw.when.as_deref().map(|w| compile("when", w));
+        let (Some(value), Some(formula), Some(when)) = (
+            value,
+            formula.map_or(Some(None), |f| f.map(Some)),
+            when.map_or(Some(None), |w| w.map(Some)),
+        ) else {
+            continue;
+        };
+        out.push(Tune {
+            setting: raw.setting,
+            value,
+            unit: raw.unit,
+            formula,
+            when,
+        });
+    }
+    out
 }
 
 /// Load the embedded pack plus the user's folders, and the verdict definition.
