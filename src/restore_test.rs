@@ -735,6 +735,17 @@ pub fn run(a: &RestoreTestArgs) -> Result<ExitCode, Failure> {
     } else {
         Config::default()
     };
+    if !config_path.exists()
+        && !config_path
+            .parent()
+            .map(|p| p.as_os_str().is_empty() || p.is_dir())
+            .unwrap_or(true)
+    {
+        return Err(Failure::Input(format!(
+            "{}: its folder does not exist (the evidence entry is appended there)",
+            config_path.display()
+        )));
+    }
     let source = backup::requested(&a.sources, &config.backup).map_err(Failure::Input)?;
     let target =
         Target::resolve(a.conn.conninfo.as_deref()).map_err(|e| Failure::Input(e.to_string()))?;

@@ -781,6 +781,47 @@ fn restore_test_restores_verifies_records_and_b3_passes() {
         text(&r, "bak.evidence.restore_tested")
     );
     assert!(text(&r, "bak.evidence.restore_tested").contains("RTO"));
+    // A given set (the first full), restored to its consistent point.
+    let full = {
+        let f = env.pgready(&[
+            "facts",
+            &env.uri,
+            "--pgbackrest-stanza",
+            "main",
+            "--pgbackrest-config",
+            &conf,
+        ]);
+        let f: Value = serde_json::from_slice(&f.stdout).unwrap_or_else(|e| panic!("{e}"));
+        f["sections"]["backup"]["data"]["newest_full"]["label"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let out = env.pgready(&[
+        "restore-test",
+        &env.uri,
+        "--pgbackrest-stanza",
+        "main",
+        "--pgbackrest-config",
+        &conf,
+        "--config",
+        &cfg_s,
+        "--scratch",
+        &scratch.display().to_string(),
+        "--set",
+        &full,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("set {full} recovered to its consistent point")),
+        "{stdout}"
+    );
     // A set of another cluster is refused before anything is restored.
     let other_label = {
         let f = env.pgready(&[
