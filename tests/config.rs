@@ -40,6 +40,9 @@ const CLUSTERS: &[(&str, u32, &str, &[&str])] = &[
         &[
             "ALTER SYSTEM SET autovacuum = off",
             "ALTER SYSTEM SET work_mem = '2GB'",
+            "CREATE TABLE av_off (a text) WITH (autovacuum_enabled = off)",
+            "CREATE DATABASE crm",
+            "@crm CREATE TABLE docs (b text) WITH (toast.autovacuum_enabled = 'No')",
         ],
     ),
     (
@@ -91,7 +94,11 @@ fn start(
     ])?;
     if !setup.is_empty() {
         for sql in setup {
-            run_sandbox(&["sql", name, sql])?;
+            // `@db SQL` runs in database db.
+            match sql.strip_prefix('@').and_then(|s| s.split_once(' ')) {
+                Some((db, sql)) => run_sandbox(&["sql", name, "--db", db, sql])?,
+                None => run_sandbox(&["sql", name, sql])?,
+            };
         }
         run_sandbox(&["restart", name])?;
     }
@@ -488,6 +495,20 @@ fn autovacuum_off_and_work_mem_2gb_fail_16() {
     assert_fails(&r, "cfg.autovacuum.enabled", &["autovacuum = off"]);
     assert_fails(&r, "cfg.memory.work_mem", &["work_mem 2 GB"]);
     assert_fails(&r, "cfg.memory.worst_case_fits_ram", &["work_mem 2 GB"]);
+    // Per table, in every database: the tables where autovacuum was switched off.
+    let f = finding(&r, "cfg.autovacuum.tables_disabled");
+    assert_eq!(f["status"], "fail", "{f}");
+    let offenders: Vec<&str> = f["offenders"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        offenders,
+        ["crm: public.docs (TOAST)", "postgres: public.av_off"],
+        "{f}"
+    );
 }
 
 fn five_thousand_connections(name: &str) {

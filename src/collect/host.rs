@@ -855,11 +855,23 @@ pub fn collect(inputs: &Inputs) -> Section {
         .cloned()
         .unwrap_or(Value::Null);
     d.insert("storage".into(), storage.clone());
+    // Under a hypervisor the rotational flag describes the virtual disk (virtio often says
+    // 1 for an SSD-backed volume): say so wherever the class is shown.
+    let virtualized = d.get("virtualized") == Some(&Value::Bool(true));
     d.insert(
         "storage_source".into(),
         data_path
             .and_then(|p| p.get("storage_source"))
-            .cloned()
+            .and_then(Value::as_str)
+            .map(|s| {
+                if virtualized {
+                    json!(format!(
+                        "{s}, a virtual disk: --storage gives the real medium"
+                    ))
+                } else {
+                    json!(s)
+                }
+            })
             .unwrap_or(Value::Null),
     );
     d.insert(

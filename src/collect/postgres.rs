@@ -45,6 +45,7 @@
 //! | predefined roles present | 11 roles | + `pg_checkpoint` | + `pg_create_subscription`, `pg_use_reserved_connections` | + `pg_maintain` | + `pg_signal_autovacuum_worker` | live (`pg_roles`) |
 //! | pg_monitor includes pg_read_all_settings, pg_read_all_stats, pg_stat_scan_tables | ✓ | ✓ | ✓ | ✓ | ✓ | live (`pg_has_role`) |
 
+mod autovacuum;
 mod cluster;
 mod databases;
 mod hba;
@@ -354,6 +355,8 @@ pub(crate) async fn collect_with<C: DbConnector>(
 
     // memberships, password_checks, and this database's security facts (security.rs)
     let current_security = security::collect(client, &probe, facts).await;
+    // this database's tables with autovacuum off (autovacuum.rs)
+    let current_autovacuum = autovacuum::read_db(client).await;
 
     // databases (last: it opens sessions on the other databases)
     let mut problems = Vec::new();
@@ -369,7 +372,12 @@ pub(crate) async fn collect_with<C: DbConnector>(
         Ok(dbs) => {
             let (data, problems) = databases::finish(
                 dbs,
-                (probe.current_database.as_str(), ext_rows, current_security),
+                (
+                    probe.current_database.as_str(),
+                    ext_rows,
+                    current_security,
+                    current_autovacuum,
+                ),
                 connector,
                 problems,
             )

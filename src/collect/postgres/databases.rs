@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 use serde_json::{Map, Value, json};
 use tokio_postgres::Row;
 
-use super::{DbConnector, col, pg_error, security};
+use super::{DbConnector, autovacuum, col, pg_error, security};
 
 /// How big each database is. `pg_database_size()` needs CONNECT on the database or the
 /// privileges of pg_read_all_stats; checking first keeps one forbidden database from
@@ -170,8 +170,13 @@ fn extensions_json(rows: &[Row]) -> Result<Value, String> {
     Ok(Value::Array(out))
 }
 
-/// What was read on one database: its extensions and its security facts.
-type DbRead = (Result<Value, String>, Result<Value, String>);
+/// What was read on one database: its extensions, its security facts and its tables with
+/// autovacuum switched off (`autovacuum.rs`).
+type DbRead = (
+    Result<Value, String>,
+    Result<Value, String>,
+    Result<Value, String>,
+);
 
 /// Extensions and security facts of one database over a fresh connection (closed when
 /// this returns); the two queries are pipelined.
@@ -180,18 +185,28 @@ async fn read_db<C: DbConnector>(connector: &C, dbname: &str) -> DbRead {
         Ok(c) => c,
         Err(e) => {
             let e = format!("connection failed: {e}");
-            return (Err(e.clone()), Err(e));
+            return (Err(e.clone()), Err(e.clone()), Err(e));
         }
     };
-    let (ext, sec) = tokio::join!(
+    let (ext, sec, av) = tokio::join!(
         client.query_typed(EXTENSIONS_SQL, &[]),
-        security::read_db(&client)
+        security::read_db(&client),
+        autovacuum::read_db(&client)
     );
     let ext = ext
         .map_err(|e| format!("query failed: {}", pg_error(&e)))
         .and_then(|rows| extensions_json(&rows));
-    (ext, sec)
+    (ext, sec, av)
 }
+
+/// The database of the main session: its name, and what was read on it (extensions rows,
+/// security facts, tables with autovacuum off).
+pub(crate) type Current<'a> = (
+    &'a str,
+    Result<Vec<Row>, String>,
+    Result<Value, String>,
+    Result<Value, String>,
+);
 
 /// Fill `extensions` of every database and return the section.
 ///
@@ -199,12 +214,14 @@ async fn read_db<C: DbConnector>(connector: &C, dbname: &str) -> DbRead {
 /// and of [`security::read_db`] read on it, so that it needs no second connection.
 pub(crate) async fn finish<C: DbConnector>(
     dbs: Vec<Db>,
-    current: (&str, Result<Vec<Row>, String>, Result<Value, String>),
+    current: Current<'_>,
     connector: &C,
     mut problems: Vec<String>,
 ) -> (Value, Vec<String>) {
-    let (current_name, current_rows, current_security) = current;
+    let (current_name, current_rows, current_security, current_autovacuum) = current;
     let mut current_security = Some(current_security);
+    let mut current_autovacuum = Some(current_autovacuum);
+    let mut autovacuum_off: Vec<Option<Result<Value, String>>> = vec![None; dbs.len()];
     let mut results: Vec<Option<Extensions>> = vec![None; dbs.len()];
     let mut security: Vec<Option<Result<Value, String>>> = vec![None; dbs.len()];
     let mut todo: Vec<usize> = Vec::new();
@@ -218,6 +235,7 @@ pub(crate) async fn finish<C: DbConnector>(
             };
             results[i] = Some(read.map_or_else(Extensions::Unread, Extensions::Read));
             security[i] = current_security.take();
+            autovacuum_off[i] = current_autovacuum.take();
         } else {
             todo.push(i);
         }
@@ -237,18 +255,30 @@ pub(crate) async fn finish<C: DbConnector>(
         }
     };
     tokio::join!(worker(), worker(), worker(), worker());
-    for (i, (ext, sec)) in fetched.into_inner() {
+    for (i, (ext, sec, av)) in fetched.into_inner() {
         results[i] = Some(ext.map_or_else(Extensions::Unread, Extensions::Read));
         security[i] = Some(sec);
+        autovacuum_off[i] = Some(av);
     }
 
     let mut failed = Vec::new();
     let mut security_failed = Vec::new();
+    let mut autovacuum_failed = Vec::new();
     let mut hidden_sizes = Vec::new();
     let mut out = Vec::with_capacity(dbs.len());
-    for ((db, result), sec) in dbs.into_iter().zip(results).zip(security) {
+    for (((db, result), sec), av) in dbs
+        .into_iter()
+        .zip(results)
+        .zip(security)
+        .zip(autovacuum_off)
+    {
         let mut data = db.data;
         let result = result.unwrap_or_else(|| Extensions::Unread("not read".to_string()));
+        let skipped = match &result {
+            Extensions::NotApplicable(reason) => Some(*reason),
+            _ => None,
+        };
+        autovacuum::record(&mut data, &db.name, av, skipped, &mut autovacuum_failed);
         // Security facts follow the extensions: skipped for the same reasons, and a
         // failed read (connection or query) makes the section partial.
         match (&result, sec) {
@@ -301,6 +331,12 @@ pub(crate) async fn finish<C: DbConnector>(
         problems.push(format!(
             "security facts not read for {}",
             security_failed.join("; ")
+        ));
+    }
+    if !autovacuum_failed.is_empty() {
+        problems.push(format!(
+            "tables with autovacuum off not read for {}",
+            autovacuum_failed.join("; ")
         ));
     }
     (Value::Array(out), problems)
