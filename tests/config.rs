@@ -341,6 +341,26 @@ fn tune_fixes_default(name: &str) {
     for s in &stmts {
         run_sandbox(&["sql", name, s]).unwrap_or_else(|e| panic!("{e}"));
     }
+    // Applied and reloaded (as tune says) but not restarted: the server does not run its
+    // configuration yet (pending_restart is set when the postmaster re-reads the files).
+    run_sandbox(&["sql", name, "SELECT pg_reload_conf()"]).unwrap_or_else(|e| panic!("{e}"));
+    let mut pending = audit(pg, &[]);
+    for _ in 0..20 {
+        if status(&pending, "cfg.settings.pending_restart") == "fail" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        pending = audit(pg, &[]);
+    }
+    let f = finding(&pending, "cfg.settings.pending_restart");
+    assert_eq!(f["status"], "fail", "{f}");
+    assert!(
+        f["offenders"].as_array().into_iter().flatten().any(|o| o
+            .as_str()
+            .unwrap_or("")
+            .starts_with("shared_buffers (running with")),
+        "{f}"
+    );
     run_sandbox(&["restart", name]).unwrap_or_else(|e| panic!("{e}"));
 
     let after = audit(pg, &[]);
