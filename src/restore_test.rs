@@ -16,6 +16,8 @@
 //! Facts relied on (PostgreSQL 14–18, docs functions-recovery-control /
 //! functions-admin): `pg_is_in_recovery()`; `pg_last_xact_replay_timestamp()` and
 //! `pg_last_wal_replay_lsn()` stay at the last record replayed once recovery has ended;
+//! (func.sgml, recovery information functions: the text of the 2011 doc commit 0191e120,
+//! unchanged in the 14–18 docs; observed on 15.18 in tests/backup.rs);
 //! archive recovery without a target ends (and promotes) when the archive has no next
 //! segment; `recovery_target_action = promote` is what pgBackRest's `--target-action`
 //! writes. pgBackRest restore options (`--set`, `--type` default|immediate|time,
