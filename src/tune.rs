@@ -242,6 +242,7 @@ fn current_literal(facts: &Facts, setting: &str, unit: TuneUnit) -> Option<Strin
     let v = facts.section("settings")?.data.get(setting)?;
     Some(match (unit, v) {
         (TuneUnit::Bytes, Json::Number(n)) => expr::human_bytes(n.as_i64()?),
+        (TuneUnit::Ms, Json::Number(n)) if n.as_i64() == Some(0) => "0 (off)".to_string(),
         (TuneUnit::Ms, Json::Number(n)) => expr::human_ms(n.as_i64()?),
         (TuneUnit::Bool, Json::Bool(b)) => (if *b { "on" } else { "off" }).to_string(),
         (_, Json::String(s)) => quote(s),
@@ -605,8 +606,9 @@ pub fn render(t: &Tuning, facts: &Facts, format: TuneFormat, all: bool) -> Strin
         if !restart.is_empty() {
             let _ = writeln!(
                 out,
-                "{c} and restart the server: {} take effect only at start",
-                restart.join(", ")
+                "{c} and restart the server: {} only change{} at a restart",
+                restart.join(", "),
+                if restart.len() == 1 { "s" } else { "" }
             );
         }
     }
