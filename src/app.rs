@@ -75,10 +75,10 @@ pub(crate) fn collect_live(
 ) -> Result<Facts, Failure> {
     let target =
         Target::resolve(conn.conninfo.as_deref()).map_err(|e| Failure::Input(e.to_string()))?;
-    crate::releases::load(sources, config).map_err(Failure::Input)?;
+    crate::collect::docs::check_inputs(sources, config).map_err(Failure::Input)?;
     crate::collect::monitoring::check_inputs(sources, config).map_err(Failure::Input)?;
     crate::collect::pgbouncer::console(sources, config).map_err(Failure::Input)?;
-    crate::collect::docs::check_inputs(sources, config).map_err(Failure::Input)?;
+    crate::releases::load(sources, config).map_err(Failure::Input)?;
     let opts = session_options(conn);
     runtime()?
         .block_on(crate::collect::collect(

@@ -108,6 +108,9 @@ pub struct SourceArgs {
     /// postgresql://admin@127.0.0.1:6432/pgbouncer; the password from PGPASSWORD.
     #[arg(long, value_name = "URI")]
     pub pgbouncer: Option<String>,
+    /// The team's runbook folder (Markdown with YAML front matter; same as `[runbooks] dir`).
+    #[arg(long, value_name = "DIR")]
+    pub runbooks: Option<PathBuf>,
     /// pgBackRest stanza of this server (same as `[backup] pgbackrest_stanza`). Without any
     /// backup flag, a local server's stanza is looked up in pgBackRest's default config.
     #[arg(long, value_name = "NAME")]

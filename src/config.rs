@@ -20,6 +20,8 @@ pub struct Config {
     pub rules: BTreeMap<String, RuleConfig>,
     pub waivers: Vec<Waiver>,
     pub evidence: Vec<Evidence>,
+    /// `[runbooks]`: the team's runbook folder (docs section, D1–D6, M8, B7).
+    pub runbooks: RunbooksConfig,
     /// `[backup]`: which backup tool holds this server's backups (flags win).
     pub backup: BackupConfig,
     /// `[releases]`: a newer release table than the embedded one (S10).
@@ -30,8 +32,6 @@ pub struct Config {
     pub pgbouncer: PgbouncerConfig,
     /// `[tls]`: the names clients use for the server (S5 name check; `--tls-name` wins).
     pub tls: TlsConfig,
-    /// `[runbooks]`: the team's runbook folder (docs section, D1–D6, M8, B7).
-    pub runbooks: RunbooksConfig,
     spans: BTreeMap<String, (usize, usize)>,
 }
 
@@ -75,6 +75,15 @@ pub struct MonitoringConfig {
 pub struct PgbouncerConfig {
     /// The admin console, e.g. postgresql://admin@127.0.0.1:6432/pgbouncer.
     pub uri: Option<String>,
+}
+
+/// `[releases]` of pgready.toml.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleasesConfig {
+    /// A release table in the format of data/releases.toml; a relative path is taken from
+    /// the configuration file's folder. `--releases FILE` wins.
+    pub file: Option<PathBuf>,
 }
 
 /// `[backup]` of pgready.toml: the same keys as the flags (`--pgbackrest-stanza` is
@@ -353,15 +362,6 @@ pub struct Waiver {
     pub until: Option<Datetime>,
 }
 
-/// `[releases]` of pgready.toml.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReleasesConfig {
-    /// A release table in the format of data/releases.toml; a relative path is taken from
-    /// the configuration file's folder. `--releases FILE` wins.
-    pub file: Option<PathBuf>,
-}
-
 /// A dated, signed-off attestation.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -396,17 +396,17 @@ struct Raw {
     #[serde(default)]
     evidence: Vec<Spanned<Evidence>>,
     #[serde(default)]
-    releases: ReleasesConfig,
+    runbooks: Option<Spanned<RunbooksConfig>>,
     #[serde(default)]
     backup: BackupConfig,
+    #[serde(default)]
+    releases: ReleasesConfig,
     #[serde(default)]
     monitoring: MonitoringConfig,
     #[serde(default)]
     pgbouncer: PgbouncerConfig,
     #[serde(default)]
     tls: TlsConfig,
-    #[serde(default)]
-    runbooks: Option<Spanned<RunbooksConfig>>,
 }
 
 /// The name looked for in the current folder when `--config` is not given.
@@ -544,9 +544,6 @@ impl Config {
         if let Some(file) = releases.file.as_mut().filter(|f| f.is_relative()) {
             *file = path.parent().unwrap_or(Path::new("")).join(&*file);
         }
-        if !errs.is_empty() {
-            return Err(LoadError(errs));
-        }
         let mut monitoring = raw.monitoring;
         for rules_path in monitoring
             .prometheus_rules
@@ -555,12 +552,15 @@ impl Config {
         {
             *rules_path = path.parent().unwrap_or(Path::new("")).join(&*rules_path);
         }
+        if !errs.is_empty() {
+            return Err(LoadError(errs));
+        }
         Ok(Config {
-            runbooks,
             monitoring,
             pgbouncer: raw.pgbouncer,
             tls: raw.tls,
             releases,
+            runbooks,
             backup,
             path: Some(path.to_path_buf()),
             context: raw.context,

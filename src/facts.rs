@@ -138,11 +138,11 @@ pub const SECTIONS: &[&str] = &[
     "evidence",
     "context",
     "backup",
+    "docs",
     "statements",
     "exporter",
     "node_exporter",
     "alerts",
     "log_shipping",
     "pooling",
-    "docs",
 ];

@@ -323,10 +323,6 @@ pub async fn collect(
         Section::missing("server is remote (host facts need SSH, not yet supported)")
     };
     facts.insert("host", host);
-    facts.insert(
-        "docs",
-        docs::collect(&docs::Request::new(inputs, target, facts.collected_at)).await,
-    );
     // The sockets the postmaster listens on and the host firewall (S1, S2).
     let (sockets, firewall) = if target.is_local() {
         network::collect(&facts)
@@ -336,8 +332,6 @@ pub async fn collect(
     };
     facts.insert("sockets", sockets);
     facts.insert("firewall", firewall);
-    // The release table the S10 rules judge with (embedded, or --releases FILE).
-    facts.insert("releases", crate::releases::section(inputs.sources, config));
     // The backup tool's view of this cluster (B1, B2, B4–B6), matched by system identifier.
     let backup_server = backup::ServerFacts::from_facts(&facts);
     facts.insert(
@@ -348,6 +342,12 @@ pub async fn collect(
             &backup_server,
             facts.collected_at,
         ),
+    );
+    // The release table the S10 rules judge with (embedded, or --releases FILE).
+    facts.insert("releases", crate::releases::section(inputs.sources, config));
+    facts.insert(
+        "docs",
+        docs::collect(&docs::Request::new(inputs, target, facts.collected_at)).await,
     );
     add_offline_sections(&mut facts, config, inputs.context);
     facts.duration_ms = started.elapsed().as_millis() as u64;
