@@ -94,6 +94,17 @@ pub fn show(r: &Rule, pack: &RulePack) -> String {
     if let Some(e) = &r.expected {
         let _ = writeln!(out, "  expected: {e}");
     }
+    if let Some(e) = &r.evaluable {
+        let _ = writeln!(out, "  judged only when: {}", e.source.trim());
+    }
+    for t in &r.tune {
+        let _ = writeln!(
+            out,
+            "  `pgready tune` recommends {} = {}",
+            t.setting,
+            t.value.source.trim()
+        );
+    }
     if !r.sections.is_empty() {
         let _ = writeln!(
             out,

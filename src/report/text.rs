@@ -149,17 +149,29 @@ pub fn render(r: &Report, o: &Options) -> String {
     }
     if let Some(ctx) = r.context.as_object() {
         let sources = ctx.get("sources").and_then(|s| s.as_object());
-        let parts: Vec<String> = ["deployment", "size", "criticality", "workload"]
-            .iter()
-            .filter_map(|k| {
-                let v = ctx.get(*k)?.as_str()?;
-                let src = sources
-                    .and_then(|s| s.get(*k))
-                    .and_then(|s| s.as_str())
-                    .unwrap_or("default");
-                Some(format!("{k} {v} ({src})"))
-            })
-            .collect();
+        let parts: Vec<String> = [
+            "deployment",
+            "size",
+            "criticality",
+            "workload",
+            "storage",
+            "ram",
+            "cpus",
+        ]
+        .iter()
+        .filter_map(|k| {
+            let v = match ctx.get(*k)? {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => return None,
+            };
+            let src = sources
+                .and_then(|s| s.get(*k))
+                .and_then(|s| s.as_str())
+                .unwrap_or("default");
+            Some(format!("{k} {v} ({src})"))
+        })
+        .collect();
         if !parts.is_empty() {
             let _ = writeln!(out, "Context: {}", parts.join(", "));
         }
