@@ -466,37 +466,80 @@ const BUILTIN_ROOTS: &[&str] = &["now", "params"];
 
 /// Load and validate the rules of `files` against the checklist of `verdict`.
 pub fn load_rules(files: &[SourceFile], verdict: &Verdict) -> Result<Vec<Rule>, LoadError> {
+    // Compiling CEL dominates the load (about 0.3 ms a rule): spread the files over the
+    // cores, then put the results back in file order so diagnostics stay deterministic.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8)
+        .min(files.len().max(1));
+    let mut per_file: Vec<Option<(Vec<Rule>, Vec<Diagnostic>)>> =
+        (0..files.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    (t..files.len())
+                        .step_by(threads)
+                        .map(|i| (i, load_file(&files[i], verdict)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            let done = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            for (i, result) in done {
+                per_file[i] = Some(result);
+            }
+        }
+    });
     let mut rules = Vec::new();
     let mut diags = Vec::new();
     let mut seen: BTreeMap<String, Location> = BTreeMap::new();
-    for file in files {
-        let mut ctx = Ctx {
-            file,
-            diags: Vec::new(),
-        };
-        let raw: RawFile = match toml::from_str(&file.text) {
-            Ok(r) => r,
-            Err(e) => {
-                let offset = e.span().map_or(0, |s| s.start);
-                ctx.error(offset, e.message().to_string());
-                diags.extend(ctx.diags);
+    for (file_rules, file_diags) in per_file.into_iter().flatten() {
+        diags.extend(file_diags);
+        for rule in file_rules {
+            if let Some(prev) = seen.get(&rule.id) {
+                diags.push(Diagnostic {
+                    location: rule.location.clone(),
+                    message: format!("duplicate rule id `{}` (first defined at {prev})", rule.id),
+                });
                 continue;
             }
-        };
-        for spanned in raw.rule {
-            let start = spanned.span().start;
-            let raw = spanned.into_inner();
-            if let Some(rule) = validate(&mut ctx, start, raw, verdict, &mut seen) {
-                rules.push(rule);
-            }
+            seen.insert(rule.id.clone(), rule.location.clone());
+            rules.push(rule);
         }
-        diags.extend(ctx.diags);
     }
     if diags.is_empty() {
         Ok(rules)
     } else {
         Err(LoadError(diags))
     }
+}
+
+/// Parse and validate one file (duplicates within the file included).
+fn load_file(file: &SourceFile, verdict: &Verdict) -> (Vec<Rule>, Vec<Diagnostic>) {
+    let mut ctx = Ctx {
+        file,
+        diags: Vec::new(),
+    };
+    let mut rules = Vec::new();
+    let mut seen: BTreeMap<String, Location> = BTreeMap::new();
+    match toml::from_str::<RawFile>(&file.text) {
+        Ok(raw) => {
+            for spanned in raw.rule {
+                let start = spanned.span().start;
+                let raw = spanned.into_inner();
+                if let Some(rule) = validate(&mut ctx, start, raw, verdict, &mut seen) {
+                    rules.push(rule);
+                }
+            }
+        }
+        Err(e) => {
+            let offset = e.span().map_or(0, |s| s.start);
+            ctx.error(offset, e.message().to_string());
+        }
+    }
+    (rules, ctx.diags)
 }
 
 fn validate(
