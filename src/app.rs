@@ -157,9 +157,13 @@ fn audit(a: &AuditArgs) -> Result<ExitCode, Failure> {
     let report = build_report(&pack, &facts, &config);
     let out = match a.format {
         Format::Json => crate::report::json::render(&report),
-        Format::Text => {
-            crate::report::text::render(&report, &crate::report::text::Options::detect())
-        }
+        Format::Text => crate::report::text::render(
+            &report,
+            &crate::report::text::Options {
+                verbose: a.verbose,
+                ..crate::report::text::Options::detect()
+            },
+        ),
     };
     println!("{out}");
     Ok(match (report.verdict.decision, a.fail_on) {

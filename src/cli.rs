@@ -164,6 +164,9 @@ pub struct AuditArgs {
     /// Also write the facts snapshot this audit judged (what `pgready facts` writes).
     #[arg(long, value_name = "FILE", conflicts_with = "from_facts")]
     pub save_facts: Option<PathBuf>,
+    /// In the text report, list the passing and not-applicable rules too.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
     /// Which decision makes the exit code 1.
     #[arg(long, value_enum, default_value_t = FailOn::NoGo)]
     pub fail_on: FailOn,

@@ -343,6 +343,16 @@ fn text_report_shows_grid_decision_and_maturity() {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
     assert!(!text.contains("\x1b["), "no colour with NO_COLOR");
+    // Passing rules are counted, not listed, unless --verbose.
+    assert!(
+        text.contains("passed or not applicable (--verbose lists them)"),
+        "{text}"
+    );
+    assert!(!text.contains("│ PASS "), "{text}");
+    let verbose = pg.pgready(&["audit", &pg.uri, "--verbose"]);
+    let verbose = String::from_utf8_lossy(&verbose.stdout);
+    assert!(verbose.contains("│ PASS "), "{verbose}");
+    assert!(verbose.contains("sec.net.listen_not_wildcard"), "{verbose}");
 }
 
 #[test]

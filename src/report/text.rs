@@ -17,6 +17,8 @@ pub struct Options {
     pub color: bool,
     /// Terminal width; None lets comfy-table decide (it wraps to the TTY).
     pub width: Option<u16>,
+    /// List passing and not-applicable rules too (by default they are only counted).
+    pub verbose: bool,
 }
 
 impl Options {
@@ -28,6 +30,7 @@ impl Options {
         Options {
             color: tty && !no_color,
             width: (!tty).then_some(120),
+            verbose: false,
         }
     }
 }
@@ -192,6 +195,22 @@ pub fn render(r: &Report, o: &Options) -> String {
         }
         let mut sorted = findings.clone();
         sorted.sort_by_key(|f| (f.status, std::cmp::Reverse(f.severity)));
+        let quiet = |f: &Finding| matches!(f.status, Status::Pass | Status::NotApplicable);
+        let hidden = if o.verbose {
+            0
+        } else {
+            sorted.iter().filter(|f| quiet(f)).count()
+        };
+        if !o.verbose {
+            sorted.retain(|f| !quiet(f));
+        }
+        if sorted.is_empty() {
+            let _ = writeln!(
+                out,
+                "  every rule passed or does not apply (--verbose lists them)"
+            );
+            continue;
+        }
         for f in sorted {
             t.add_row(vec![
                 status_cell(f.status, o),
@@ -202,6 +221,12 @@ pub fn render(r: &Report, o: &Options) -> String {
             ]);
         }
         let _ = writeln!(out, "{t}");
+        if hidden > 0 {
+            let _ = writeln!(
+                out,
+                "  + {hidden} passed or not applicable (--verbose lists them)"
+            );
+        }
     }
 
     let missing: Vec<String> = r
