@@ -46,6 +46,10 @@ pub(crate) struct Material {
     client_auth: Option<Arc<CertifiedKey>>,
     versions: Vec<&'static rustls::SupportedProtocolVersion>,
     sni: bool,
+    /// The certificates of the root *file*, as DER: a server certificate that is itself in
+    /// the file is trusted as it is (OpenSSL, hence libpq, accepts such a pinned
+    /// self-signed certificate even when it carries CA:TRUE, which WebPKI refuses).
+    pinned: Arc<Vec<Vec<u8>>>,
 }
 
 impl Material {
@@ -90,6 +94,7 @@ pub(crate) fn load(settings: &TlsSettings, mode: SslMode) -> Result<Material, St
     let mut roots = RootCertStore::empty();
     let mut crls: Vec<CertificateRevocationListDer<'static>> = Vec::new();
     let mut roots_from = String::new();
+    let mut pinned: Vec<Vec<u8>> = Vec::new();
     let use_roots = match &settings.root {
         RootSetting::System => {
             let (added, _) = roots.add_parsable_certificates(system_roots()?.iter().cloned());
@@ -105,6 +110,7 @@ pub(crate) fn load(settings: &TlsSettings, mode: SslMode) -> Result<Material, St
         RootSetting::File(file) => match file.path() {
             Some(path) if std::fs::metadata(path).is_ok() => {
                 let certs = pem_certs(path, "root certificate file")?;
+                pinned = certs.iter().map(|c| c.as_ref().to_vec()).collect();
                 let (added, _) = roots.add_parsable_certificates(certs);
                 if added == 0 {
                     return Err(format!(
@@ -167,6 +173,7 @@ pub(crate) fn load(settings: &TlsSettings, mode: SslMode) -> Result<Material, St
         client_auth,
         versions,
         sni: settings.sni,
+        pinned: Arc::new(pinned),
     })
 }
 
@@ -371,6 +378,7 @@ pub(crate) fn client_config(
     let verifier = PgServerVerifier {
         policy,
         webpki: material.webpki.clone(),
+        pinned: material.pinned.clone(),
         host: verify_host.map(str::to_string),
         algorithms: material.provider.signature_verification_algorithms,
         saw_handshake,
@@ -394,6 +402,7 @@ pub(crate) fn client_config(
 struct PgServerVerifier {
     policy: Policy,
     webpki: Option<Arc<WebPkiServerVerifier>>,
+    pinned: Arc<Vec<Vec<u8>>>,
     /// The `host` connection parameter (not `hostaddr`), for verify-full.
     host: Option<String>,
     algorithms: WebPkiSupportedAlgorithms,
@@ -411,6 +420,26 @@ fn is_name_error(e: &rustls::Error) -> bool {
 
 fn other_cert_error(e: impl std::error::Error + Send + Sync + 'static) -> rustls::Error {
     rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(e))))
+}
+
+impl PgServerVerifier {
+    fn is_pinned(&self, end_entity: &CertificateDer<'_>) -> bool {
+        self.pinned
+            .iter()
+            .any(|c| c.as_slice() == end_entity.as_ref())
+    }
+}
+
+/// Whether `cert` is valid at `now` (a pinned certificate skips the chain checks, not these).
+fn pinned_validity(cert: &CertificateDer<'_>, now: UnixTime) -> Result<(), ()> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|_| ())?;
+    let now = i64::try_from(now.as_secs()).map_err(|_| ())?;
+    let v = parsed.validity();
+    if v.not_before.timestamp() <= now && now <= v.not_after.timestamp() {
+        Ok(())
+    } else {
+        Err(())
+    }
 }
 
 impl ServerCertVerifier for PgServerVerifier {
@@ -445,6 +474,17 @@ impl ServerCertVerifier for PgServerVerifier {
                 },
                 _ => Ok(ServerCertVerified::assertion()),
             },
+            Err(e) if self.is_pinned(end_entity) => {
+                // The server's own certificate is in the root file: trusted as it is, as
+                // OpenSSL does, provided it is within its validity period.
+                pinned_validity(end_entity, now).map_err(|_| e)?;
+                match (self.policy, self.host.as_deref()) {
+                    (Policy::ChainAndName, Some(host)) => libpq_name_check(end_entity, host)
+                        .map(|()| ServerCertVerified::assertion())
+                        .map_err(other_cert_error),
+                    _ => Ok(ServerCertVerified::assertion()),
+                }
+            }
             Err(e) => Err(e),
         }
     }
@@ -625,6 +665,12 @@ pub(crate) fn describe(e: &rustls::Error, roots_from: Option<&str>, mode: SslMod
                     format!(
                         "TLS handshake failed: {m} (connect using a name the certificate lists, \
                          or use sslmode=verify-ca to skip the name check)"
+                    )
+                } else if other.0.to_string() == "CaUsedAsEndEntity" {
+                    format!(
+                        "TLS handshake failed: the server presents a CA certificate as its own \
+                         and it is not in {roots} (put that very certificate in sslrootcert to \
+                         pin it, or give the server a certificate signed by a CA in {roots})"
                     )
                 } else {
                     format!("TLS handshake failed: {}", other.0)
