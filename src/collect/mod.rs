@@ -28,7 +28,8 @@ pub enum AuditError {
     Collect(String),
 }
 
-fn now_epoch() -> i64 {
+/// Seconds since the Unix epoch, now.
+pub(crate) fn now_epoch() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

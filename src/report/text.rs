@@ -116,7 +116,8 @@ fn score_line(s: &Score) -> String {
     format!("{pct} ({})", parts.join(", "))
 }
 
-fn when(epoch: i64) -> String {
+/// `2026-11-25 17:39:14 UTC`; the raw number when it is out of range.
+pub(crate) fn utc_time(epoch: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(epoch)
         .ok()
         .and_then(|t| {
@@ -140,7 +141,7 @@ pub fn render(r: &Report, o: &Options) -> String {
     let _ = writeln!(
         out,
         "PostgreSQL {version} · collected {} in {} ms",
-        when(r.collected_at),
+        utc_time(r.collected_at),
         r.duration_ms
     );
     if let Some(t) = &r.releases {
