@@ -59,48 +59,22 @@ const CLUSTERS: &[(&str, u32, &str, &[&str])] = &[
     ),
 ];
 
-fn run_sandbox(args: &[&str]) -> Result<String, String> {
-    let out = common::sandbox(args);
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(format!(
-            "pg-sandbox {} failed ({}):\n{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
 fn start(
     name: &str,
     major: u32,
     scenario: &str,
     setup: &[&str],
 ) -> Result<common::Cluster, String> {
-    let owner = std::process::id().to_string();
-    let major_s = major.to_string();
-    let uri = run_sandbox(&[
-        "start",
-        name,
-        "--major",
-        &major_s,
-        "--scenario",
-        scenario,
-        "--owner-pid",
-        &owner,
-        "--fresh",
-    ])?;
+    let uri = common::start_own(name, major, scenario)?;
     if !setup.is_empty() {
         for sql in setup {
             // `@db SQL` runs in database db.
             match sql.strip_prefix('@').and_then(|s| s.split_once(' ')) {
-                Some((db, sql)) => run_sandbox(&["sql", name, "--db", db, sql])?,
-                None => run_sandbox(&["sql", name, sql])?,
+                Some((db, sql)) => common::sandbox_ok(&["sql", name, "--db", db, sql])?,
+                None => common::sandbox_ok(&["sql", name, sql])?,
             };
         }
-        run_sandbox(&["restart", name])?;
+        common::sandbox_ok(&["restart", name])?;
     }
     let dir = common::sandbox_dir().join(name);
     let password = std::fs::read_to_string(dir.join("password"))
@@ -339,11 +313,11 @@ fn tune_fixes_default(name: &str) {
     );
 
     for s in &stmts {
-        run_sandbox(&["sql", name, s]).unwrap_or_else(|e| panic!("{e}"));
+        common::sandbox_ok(&["sql", name, s]).unwrap_or_else(|e| panic!("{e}"));
     }
     // Applied and reloaded (as tune says) but not restarted: the server does not run its
     // configuration yet (pending_restart is set when the postmaster re-reads the files).
-    run_sandbox(&["sql", name, "SELECT pg_reload_conf()"]).unwrap_or_else(|e| panic!("{e}"));
+    common::sandbox_ok(&["sql", name, "SELECT pg_reload_conf()"]).unwrap_or_else(|e| panic!("{e}"));
     let mut pending = audit(pg, &[]);
     for _ in 0..20 {
         if status(&pending, "cfg.settings.pending_restart") == "fail" {
@@ -361,7 +335,7 @@ fn tune_fixes_default(name: &str) {
             .starts_with("shared_buffers (running with")),
         "{f}"
     );
-    run_sandbox(&["restart", name]).unwrap_or_else(|e| panic!("{e}"));
+    common::sandbox_ok(&["restart", name]).unwrap_or_else(|e| panic!("{e}"));
 
     let after = audit(pg, &[]);
     let problems: Vec<String> = config_problems(&after)

@@ -15,23 +15,7 @@ fn run(cmd: &mut Command) -> std::process::Output {
 fn pinned_self_signed_ca_certificate_is_accepted_like_libpq() {
     let name = "lead-pinned";
     let pid = std::process::id().to_string();
-    let out = common::sandbox(&[
-        "start",
-        name,
-        "--major",
-        "18",
-        "--scenario",
-        "hardened",
-        "--owner-pid",
-        &pid,
-        "--fresh",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let uri = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let uri = common::start_own(name, 18, "hardened").unwrap_or_else(|e| panic!("{e}"));
     let dir = common::sandbox_dir().join(name);
     let data = dir.join("data");
     let password = std::fs::read_to_string(dir.join("password"))

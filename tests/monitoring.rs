@@ -126,42 +126,17 @@ fn cluster(name: &str) -> &'static Pg {
     }
 }
 
-fn sandbox_ok(args: &[&str]) -> Result<String, String> {
-    let out = common::sandbox(args);
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(format!(
-            "pg-sandbox {args:?} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
 fn start(name: &str, major: u32, scenario: &str) -> Result<Pg, String> {
-    let owner = std::process::id().to_string();
-    let major_s = major.to_string();
-    let uri = sandbox_ok(&[
-        "start",
-        name,
-        "--major",
-        &major_s,
-        "--scenario",
-        scenario,
-        "--owner-pid",
-        &owner,
-        "--fresh",
-    ])?;
+    let uri = common::start_own(name, major, scenario)?;
     if scenario == "default" {
         // pg_stat_statements preloaded but never created; far too many connections allowed.
-        sandbox_ok(&[
+        common::sandbox_ok(&[
             "sql",
             name,
             "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'",
         ])?;
-        sandbox_ok(&["sql", name, "ALTER SYSTEM SET max_connections = 5000"])?;
-        sandbox_ok(&["restart", name])?;
+        common::sandbox_ok(&["sql", name, "ALTER SYSTEM SET max_connections = 5000"])?;
+        common::sandbox_ok(&["restart", name])?;
     }
     let dir = common::sandbox_dir().join(name);
     let password = std::fs::read_to_string(dir.join("password"))
@@ -639,13 +614,14 @@ fn bad_monitoring_inputs_are_exit_2_before_connecting() {
 #[test]
 fn pg18_syslog_forwarding_counts_as_centralised() {
     let pg = cluster("mon18-pgss");
-    sandbox_ok(&[
+    common::sandbox_ok(&[
         "sql",
         &pg.name,
         "ALTER SYSTEM SET log_destination = 'stderr,syslog'",
     ])
     .unwrap_or_else(|e| panic!("{e}"));
-    sandbox_ok(&["sql", &pg.name, "SELECT pg_reload_conf()"]).unwrap_or_else(|e| panic!("{e}"));
+    common::sandbox_ok(&["sql", &pg.name, "SELECT pg_reload_conf()"])
+        .unwrap_or_else(|e| panic!("{e}"));
     let r = pg.audit(&[]);
     let f = finding(&r, "mon.log.centralised");
     assert_eq!(f["status"], "fail", "{f}");

@@ -260,3 +260,36 @@ extern "C" fn stop_all() {
     };
     let _ = writeln!(std::io::stderr(), "{report}");
 }
+
+/// Runs `scripts/pg-sandbox ARGS`; its stdout (trimmed) on success, else an error with its stderr.
+pub fn sandbox_ok(args: &[&str]) -> Result<String, String> {
+    let out = sandbox(args);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(format!(
+            "pg-sandbox {} failed ({}):\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Starts a new cluster of a test's own (`--fresh`), owned by this test process so that the
+/// sandbox's watchdog stops it when the process exits; returns its URI.
+pub fn start_own(name: &str, major: u32, scenario: &str) -> Result<String, String> {
+    let owner = std::process::id().to_string();
+    let major = major.to_string();
+    sandbox_ok(&[
+        "start",
+        name,
+        "--major",
+        &major,
+        "--scenario",
+        scenario,
+        "--owner-pid",
+        &owner,
+        "--fresh",
+    ])
+}
