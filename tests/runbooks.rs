@@ -430,7 +430,10 @@ fn runbooks_init_writes_templates_that_pass_once_reviewed() {
         .and_then(|p| p.split('/').next())
         .unwrap_or("");
     assert!(down.contains(&format!("port {port}")), "{down}");
-    assert!(down.contains(".sandbox/rb-pg18/data"), "{down}");
+    // The sandbox folder is .sandbox in the clone, or /var/tmp/pgready-sandbox when other
+    // users cannot enter the clone (.ci/run): compare with the harness's own folder.
+    let data = common::sandbox_dir().join("rb-pg18/data");
+    assert!(down.contains(&*data.to_string_lossy()), "{down}");
     assert!(down.contains("PostgreSQL 18."), "{down}");
     let arch = std::fs::read_to_string(d.join("architecture.md")).unwrap_or_default();
     assert!(
