@@ -945,14 +945,10 @@ fn parse_git_config(text: &str) -> BTreeMap<String, BTreeMap<String, Vec<String>
     out
 }
 
-/// Where a remote URL points: (`network`|`local`, host).
+/// Where a remote URL points: (`network`|`local`, host); `local` when the host names this
+/// machine (see [`crate::collect::host::names_this_machine`]).
 pub fn remote_location(url: &str) -> (&'static str, Option<String>) {
-    fn loopback(h: &str) -> bool {
-        let h = h.trim_matches(|c| c == '[' || c == ']');
-        h.eq_ignore_ascii_case("localhost")
-            || h.parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
-    }
+    let loopback = crate::collect::host::names_this_machine;
     let lower = url.to_ascii_lowercase();
     if lower.starts_with("file://") {
         return ("local", None);

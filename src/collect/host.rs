@@ -964,3 +964,135 @@ mod tests {
         }
     }
 }
+
+/// Whether `host` (a name or an address, as a configuration file writes it) names this
+/// machine: a loopback name or address, this machine's host name (short or fully
+/// qualified, /proc/sys/kernel/hostname), an address of one of its network interfaces
+/// (getifaddrs(3)), or a name that /etc/hosts maps to one of those. No DNS lookup is made
+/// (bounded and repeatable): a name only DNS knows counts as another machine.
+pub fn names_this_machine(host: &str) -> bool {
+    let h = host
+        .trim()
+        .trim_matches(|c| c == '[' || c == ']')
+        .trim_end_matches('.');
+    if h.is_empty() {
+        return false;
+    }
+    if let Ok(ip) = h.parse::<std::net::IpAddr>() {
+        return address_is_local(ip);
+    }
+    let lower = h.to_ascii_lowercase();
+    if lower == "localhost" || lower.ends_with(".localhost") || lower == "localhost.localdomain" {
+        return true;
+    }
+    if let Some(own) = read("/proc/sys/kernel/hostname") {
+        let own = own.trim().to_ascii_lowercase();
+        let short = |s: &str| s.split('.').next().unwrap_or("").to_string();
+        if !own.is_empty() && (own == lower || short(&own) == lower || own == short(&lower)) {
+            return true;
+        }
+    }
+    read("/etc/hosts").is_some_and(|text| {
+        hosts_addresses(&text, &lower)
+            .into_iter()
+            .any(address_is_local)
+    })
+}
+
+/// The addresses /etc/hosts (hosts(5): address, canonical name, aliases; `#` comments)
+/// gives for the lower-case `name`.
+fn hosts_addresses(text: &str, name: &str) -> Vec<std::net::IpAddr> {
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split('#').next().unwrap_or("").split_whitespace();
+            let addr = it.next()?.parse::<std::net::IpAddr>().ok()?;
+            it.any(|n| n.eq_ignore_ascii_case(name)).then_some(addr)
+        })
+        .collect()
+}
+
+fn address_is_local(ip: std::net::IpAddr) -> bool {
+    let ip = match ip {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    ip.is_loopback() || interface_addresses().contains(&ip)
+}
+
+/// The addresses of this machine's network interfaces (getifaddrs(3)).
+fn interface_addresses() -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head we free with freeifaddrs below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return out;
+    }
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points to a sockaddr whose family says its real type.
+            let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+            if family == libc::AF_INET {
+                // SAFETY: AF_INET addresses are sockaddr_in.
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                out.push(std::net::IpAddr::V4(std::net::Ipv4Addr::from(
+                    u32::from_be(sin.sin_addr.s_addr),
+                )));
+            } else if family == libc::AF_INET6 {
+                // SAFETY: AF_INET6 addresses are sockaddr_in6.
+                let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                out.push(std::net::IpAddr::V6(std::net::Ipv6Addr::from(
+                    sin6.sin6_addr.s6_addr,
+                )));
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: `head` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    out
+}
+
+#[cfg(test)]
+mod this_machine_tests {
+    use super::*;
+
+    #[test]
+    fn loopback_own_name_and_interfaces_are_this_machine() {
+        for h in [
+            "localhost",
+            "LOCALHOST.",
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(names_this_machine(h), "{h}");
+        }
+        if let Some(own) = read("/proc/sys/kernel/hostname") {
+            assert!(names_this_machine(own.trim()), "{own}");
+        }
+        for ip in interface_addresses() {
+            assert!(names_this_machine(&ip.to_string()), "{ip}");
+        }
+        for h in ["", "backup.example.com", "192.0.2.10", "2001:db8::1"] {
+            assert!(!names_this_machine(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn hosts_file_names() {
+        let text = "127.0.1.1\tdb1.example.com db1 # this host\n10.0.0.5 backup\n#10.0.0.9 db1\n";
+        assert_eq!(
+            hosts_addresses(text, "db1"),
+            vec!["127.0.1.1".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(hosts_addresses(text, "backup").len(), 1);
+        assert!(hosts_addresses(text, "nope").is_empty());
+    }
+}

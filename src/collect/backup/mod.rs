@@ -232,6 +232,9 @@ pub struct Retention {
     pub redundancy: Option<i64>,
     /// The policy as the tool writes it (Barman `retention_policy`).
     pub policy: Option<String>,
+    /// Why `defined` is null although the tool has retention settings (they live on a
+    /// repository host whose configuration pgready cannot read).
+    pub reason: Option<String>,
 }
 
 /// The WAL archive of this cluster in one repository.

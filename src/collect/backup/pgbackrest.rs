@@ -433,10 +433,20 @@ fn repository(opts: &Options<'_>, key: i64, server: &ServerFacts) -> Repository 
         "sftp" => (get("sftp-host"), None),
         _ => (repo_host.clone(), None),
     };
+    // A repository host that is this machine (repo1-host=localhost, its own name or one of
+    // its addresses) is a local disk, not an off-host copy.
+    let remote_host = repo_host
+        .as_deref()
+        .filter(|h| !crate::collect::host::names_this_machine(h));
     let (medium, off_host, fs) = match kind.as_str() {
         "s3" | "gcs" | "azure" => ("object-store".to_string(), true, None),
-        "sftp" => ("remote-host".to_string(), true, None),
-        _ if repo_host.is_some() => ("remote-host".to_string(), true, None),
+        "sftp" => match get("sftp-host") {
+            Some(h) if crate::collect::host::names_this_machine(&h) => {
+                local_medium(Path::new(path.as_deref().unwrap_or("/")), server.local)
+            }
+            _ => ("remote-host".to_string(), true, None),
+        },
+        _ if remote_host.is_some() => ("remote-host".to_string(), true, None),
         "cifs" => ("network-fs".to_string(), true, None),
         _ => match &path {
             Some(p) => local_medium(Path::new(p), server.local),
@@ -452,8 +462,17 @@ fn repository(opts: &Options<'_>, key: i64, server: &ServerFacts) -> Repository 
         let full_type = opts
             .repo(key, "retention-full-type", "backup")
             .unwrap_or_else(|| "count".to_string());
+        // On a dedicated repository host, backup and expire run there with that host's
+        // pgbackrest.conf, which pgready cannot read from here: unless this file repeats
+        // the settings, the retention is unknown, not absent.
+        let unknown = full.is_none() && remote_host.is_some();
         Retention {
-            defined: Some(full.is_some()),
+            defined: (!unknown).then_some(full.is_some()),
+            reason: remote_host.filter(|_| unknown).map(|h| {
+                format!(
+                    "retention is set on the repository host {h} (repo{key}-host), whose pgbackrest.conf is not readable from here"
+                )
+            }),
             full,
             window_days: full.filter(|_| full_type == "time"),
             redundancy: full.filter(|_| full_type == "count"),
@@ -885,5 +904,54 @@ mod tests {
         // Deprecated spelling means repo1.
         let o = Options::new(&ini, "other");
         assert_eq!(o.repo(1, "retention-full", "backup").as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn repository_hosts_on_this_machine_are_not_off_host() {
+        let mut ini = Ini::default();
+        Ini::parse(
+            "[global]\nrepo1-host=localhost\nrepo1-retention-full=2\n\
+             repo2-host=backup-1.example.com\nrepo3-host=backup-2.example.com\n\
+             repo3-retention-full=4\n[main]\npg1-path=/data\n",
+            &mut ini,
+        );
+        let o = Options::new(&ini, "main");
+        let server = ServerFacts {
+            local: true,
+            ..ServerFacts::default()
+        };
+        let local = repository(&o, 1, &server);
+        assert_eq!(local.medium, "db-host-disk");
+        assert!(!local.off_host);
+        assert_eq!(local.retention.defined, Some(true));
+        // The retention of a real repository host lives in its own configuration.
+        let remote = repository(&o, 2, &server);
+        assert_eq!(remote.medium, "remote-host");
+        assert!(remote.off_host);
+        assert_eq!(remote.host.as_deref(), Some("backup-1.example.com"));
+        assert_eq!(remote.retention.defined, None);
+        assert!(
+            remote
+                .retention
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("backup-1.example.com (repo2-host)")),
+            "{:?}",
+            remote.retention.reason
+        );
+        // Repeated in the local file: read from there.
+        let repeated = repository(&o, 3, &server);
+        assert_eq!(repeated.retention.defined, Some(true));
+        assert_eq!(repeated.retention.redundancy, Some(4));
+        assert_eq!(repeated.retention.reason, None);
+        // pgready on another machine than the database: a repository on pgready's
+        // machine is off the database host.
+        let elsewhere = ServerFacts {
+            local: false,
+            ..ServerFacts::default()
+        };
+        let r = repository(&o, 1, &elsewhere);
+        assert_eq!(r.medium, "other-host-disk");
+        assert!(r.off_host);
     }
 }
