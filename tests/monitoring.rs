@@ -13,6 +13,8 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+use common::{finding, status};
+
 /// A sandbox cluster of this test binary.
 struct Pg {
     name: String,
@@ -155,17 +157,6 @@ fn findings(r: &Value) -> &Vec<Value> {
     r["findings"]
         .as_array()
         .unwrap_or_else(|| panic!("no findings: {r}"))
-}
-
-fn finding<'a>(r: &'a Value, id: &str) -> &'a Value {
-    findings(r)
-        .iter()
-        .find(|f| f["rule_id"] == id)
-        .unwrap_or_else(|| panic!("no finding {id}"))
-}
-
-fn status(r: &Value, id: &str) -> String {
-    finding(r, id)["status"].as_str().unwrap_or("").to_string()
 }
 
 fn offenders(r: &Value, id: &str) -> Vec<String> {

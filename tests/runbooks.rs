@@ -16,6 +16,8 @@ use std::sync::OnceLock;
 use runbooks_support::{RunbookDir, git, today};
 use serde_json::Value;
 
+use common::{finding, status};
+
 const NAME: &str = "rb-pg18";
 
 /// This binary's own server (one, hardened), started once.
@@ -96,20 +98,6 @@ fn facts(rb: &RunbookDir, config: &Path) -> Value {
     let v: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("facts: {e}: {}", String::from_utf8_lossy(&out.stderr)));
     v["sections"]["docs"]["data"].clone()
-}
-
-fn finding<'a>(r: &'a Value, rule: &str) -> &'a Value {
-    r["findings"]
-        .as_array()
-        .and_then(|f| f.iter().find(|f| f["rule_id"] == rule))
-        .unwrap_or_else(|| panic!("no finding {rule}"))
-}
-
-fn status(r: &Value, rule: &str) -> String {
-    finding(r, rule)["status"]
-        .as_str()
-        .unwrap_or("")
-        .to_string()
 }
 
 fn offenders(r: &Value, rule: &str) -> Vec<String> {

@@ -12,6 +12,8 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+use common::finding;
+
 const OLDER_AND_NEWEST: &[(&str, &str)] = &[
     ("18.3.0-beta.17", "sechost-18-3"),
     ("18.4.0-beta.17", "sechost-18-4"),
@@ -173,13 +175,6 @@ fn report(out: &Output) -> Value {
             String::from_utf8_lossy(&out.stderr)
         )
     })
-}
-
-fn finding<'a>(r: &'a Value, id: &str) -> &'a Value {
-    r["findings"]
-        .as_array()
-        .and_then(|f| f.iter().find(|f| f["rule_id"] == id))
-        .unwrap_or_else(|| panic!("no finding {id} in {r}"))
 }
 
 fn offenders(f: &Value) -> Vec<String> {

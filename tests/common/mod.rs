@@ -131,12 +131,19 @@ pub fn sandbox_dir() -> PathBuf {
 
 /// Runs `scripts/pg-sandbox ARGS` (with the same sandbox folder as the harness).
 pub fn sandbox(args: &[&str]) -> Output {
+    sandbox_env(args, &[])
+}
+
+/// [`sandbox`] with extra environment variables (e.g. `PG_BIN` for Debian's binaries, or
+/// `PGREADY_SANDBOX_USER` for a cluster run by another account).
+pub fn sandbox_env(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(sandbox_script());
     cmd.args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("PGREADY_SANDBOX_DIR", sandbox_dir())
         // The cluster names promise a major: binaries from PG_BIN would break that.
         .env_remove("PG_BIN")
+        .envs(envs.iter().copied())
         .stdin(Stdio::null());
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", sandbox_script().display()))
@@ -292,4 +299,39 @@ pub fn start_own(name: &str, major: u32, scenario: &str) -> Result<String, Strin
         &owner,
         "--fresh",
     ])
+}
+
+/// The finding of `rule` in a JSON report (panics, naming the rule, when there is none).
+pub fn finding<'a>(report: &'a serde_json::Value, rule: &str) -> &'a serde_json::Value {
+    report["findings"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["rule_id"] == rule))
+        .unwrap_or_else(|| panic!("no finding {rule} in the report"))
+}
+
+/// The status (`pass`, `fail`, `not_evaluated`, …) of `rule` in a JSON report.
+pub fn status(report: &serde_json::Value, rule: &str) -> String {
+    finding(report, rule)["status"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// True when the tests run as root (CI does: servers then run as unprivileged accounts).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The stdout of a command that must have succeeded; else a panic naming `what` with its
+/// status, stdout and stderr.
+pub fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
