@@ -4,11 +4,19 @@
 //! remove the scratch cluster, and append a signed-off evidence entry B3 to pgready.toml.
 //!
 //! The audited server only gets one read-only session (system identifier, data directory,
-//! the bootstrap superuser's name, its current WAL position). pgBackRest is the supported
-//! tool: `pgbackrest restore --pg1-path=SCRATCH/data --tablespace-map-all=SCRATCH/tblspc
-//! --archive-mode=off` (so neither the data directory nor a tablespace of the audited
-//! server is written, and the scratch cluster never archives into the repository), then
-//! the server is started with command-line settings, which win over every configuration
+//! the bootstrap superuser's name, its current WAL position). Two tools restore, each
+//! with its own command, and share everything after it (start, verification, RTO/RPO,
+//! cleanup, evidence):
+//! - pgBackRest: `pgbackrest restore --pg1-path=SCRATCH/data
+//!   --tablespace-map-all=SCRATCH/tblspc --archive-mode=off` (so neither the data
+//!   directory nor a tablespace of the audited server is written, and the scratch cluster
+//!   never archives into the repository);
+//! - Barman: `barman recover --no-get-wal --tablespace NAME:SCRATCH/tblspc/N … SERVER ID
+//!   SCRATCH/data` as Barman's user, then the folder is handed to the os-user (see
+//!   `restore_barman` for ownership and how recovery reaches the end of Barman's WAL
+//!   archive). WAL-G is refused (exit 2).
+//!
+//! Then the server is started with command-line settings, which win over every configuration
 //! file (docs config-setting.html, "Parameter Interaction via the Shell"): its own port,
 //! socket folder and pg_hba.conf (Unix socket only, trust, in a folder only its owner can
 //! enter), no TLS, no archiving, 128 MB of shared_buffers.
@@ -31,7 +39,9 @@ use std::time::{Duration, Instant};
 
 use crate::app::Failure;
 use crate::cli::RestoreTestArgs;
-use crate::collect::backup::{self, BackupSet, ServerFacts, Source, display_command, pgbackrest};
+use crate::collect::backup::{
+    self, BackupSet, ServerFacts, Source, barman, display_command, pgbackrest,
+};
 use crate::config::{Config, DEFAULT_FILE};
 use crate::target::{SessionOptions, Target};
 
@@ -167,13 +177,7 @@ fn os_user(flag: Option<&str>) -> Result<Option<String>, Failure> {
         return Ok(None);
     }
     let user = flag.unwrap_or("pgready").to_string();
-    let exists = Command::new("id")
-        .args(["-u", &user])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !exists {
+    if !user_exists(&user) {
         if flag.is_some() {
             return Err(Failure::Input(format!(
                 "OS user {user} does not exist (--os-user)"
@@ -340,9 +344,33 @@ fn plain_path(p: &Path) -> bool {
     })
 }
 
+/// The tool that restores, and what it needs.
+enum Tool<'a> {
+    PgBackRest {
+        stanza: &'a str,
+        config: Option<&'a Path>,
+    },
+    Barman {
+        server: &'a str,
+        config: Option<&'a Path>,
+        /// The `barman_user` of Barman's configuration, when pgready runs as root.
+        user: Option<String>,
+        /// Names of the backup's tablespaces, each relocated into the scratch folder.
+        tablespaces: Vec<String>,
+    },
+}
+
+impl Tool<'_> {
+    fn describe(&self) -> String {
+        match self {
+            Tool::PgBackRest { stanza, .. } => format!("pgBackRest stanza {stanza}"),
+            Tool::Barman { server, .. } => format!("Barman server {server}"),
+        }
+    }
+}
+
 struct Plan<'a> {
-    stanza: &'a str,
-    config: Option<&'a Path>,
+    tool: Tool<'a>,
     set: &'a BackupSet,
     target_time: Option<&'a str>,
     explicit_set: bool,
@@ -350,21 +378,25 @@ struct Plan<'a> {
     timeout: Duration,
 }
 
-async fn restore_and_verify(scratch: &mut Scratch, plan: &Plan<'_>) -> Outcome {
-    let t0 = Instant::now();
-    let t0_epoch = now_epoch();
-    let fail = |msg: String| Outcome {
-        ok: false,
-        rto_s: None,
-        rpo_s: None,
-        rpo_bytes: None,
-        summary: msg,
-    };
-    let user = scratch.user.clone();
-    // 1. Restore.
-    let mut args = pgbackrest::base_args(plan.config);
+/// What the tool-specific restore step leaves: a data directory in `SCRATCH/data` owned
+/// by the scratch server's user, ready to start.
+struct Restored {
+    /// What was recovered, for the summary ("set X recovered to …").
+    what: String,
+    /// Extra `-c` settings for the scratch server.
+    settings: Vec<String>,
+}
+
+/// `pgbackrest restore` as the scratch server's user.
+fn restore_pgbackrest(
+    scratch: &Scratch,
+    plan: &Plan<'_>,
+    stanza: &str,
+    config: Option<&Path>,
+) -> Result<Restored, String> {
+    let mut args = pgbackrest::base_args(config);
     args.extend([
-        format!("--stanza={}", plan.stanza),
+        format!("--stanza={stanza}"),
         format!("--pg1-path={}", scratch.data().display()),
         format!(
             "--tablespace-map-all={}",
@@ -394,11 +426,167 @@ async fn restore_and_verify(scratch: &mut Scratch, plan: &Plan<'_>) -> Outcome {
         )
     };
     args.push("restore".to_string());
-    let shown = display_command("pgbackrest", &args);
-    eprintln!("restore-test: {shown}");
-    if let Err(e) = run_as(user.as_deref(), "pgbackrest", &args, plan.timeout) {
-        return fail(format!("restore failed: {e}"));
+    eprintln!("restore-test: {}", display_command("pgbackrest", &args));
+    run_as(scratch.user.as_deref(), "pgbackrest", &args, plan.timeout)
+        .map_err(|e| format!("restore failed: {e}"))?;
+    Ok(Restored {
+        what,
+        settings: Vec::new(),
+    })
+}
+
+/// A program that exits 1 (a restore_command that finds nothing), as an absolute path.
+fn false_program() -> &'static str {
+    ["/usr/bin/false", "/bin/false"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .unwrap_or("/bin/false")
+}
+
+/// `barman recover` of one backup into SCRATCH/data (Barman 3.4, barman/cli.py `recover`
+/// and barman/recovery_executor.py `RecoveryExecutor.recover`, release/3.4.0).
+///
+/// Ownership: Barman must run as its `barman_user` (started as root it switches to that
+/// user itself, cli.py `global_config` → `drop_privileges`), the owner of barman_home; the
+/// os-user cannot read the backups, and PostgreSQL refuses a data directory it does not
+/// own. So the scratch folder (mode 0700, nobody else can enter it) belongs to the Barman
+/// user while Barman copies into it, then `chown -R` hands all of it to the os-user
+/// before the server starts.
+///
+/// WAL: `--no-get-wal` always (get-wal would write `restore_command = 'sudo -u barman
+/// barman get-wal …'`, which the os-user may not run): Barman copies the WAL the
+/// recovery needs out of its own archive (`Server.get_required_xlog_files`: every
+/// segment of the backup's timeline from its begin WAL on, up to the target time if any).
+/// - with a target (`--target-immediate` for `--set`, `--target-time`), Barman puts that
+///   WAL in `barman_wal/` and writes `restore_command = 'cp barman_wal/%f %p'`,
+///   `recovery_end_command`, the target and `recovery_target_action = 'promote'` into
+///   postgresql.auto.conf, and a recovery.signal;
+/// - without one (the end of the archive), Barman copies all of it into pg_wal and
+///   writes no recovery configuration, which would start crash recovery: it replays the
+///   same WAL but records no replay timestamp (xlogrecovery.c, PostgreSQL 15:
+///   `recoveryStopsAfter`, which calls `SetLatestXTime`, returns at once when
+///   `!ArchiveRecoveryRequested`), so the RPO could not be observed. pgready adds a
+///   recovery.signal and `restore_command = /bin/false`: archive recovery then reads each
+///   segment from pg_wal once the restore command finds none (`WaitForWALToBecomeAvailable`
+///   reads with `XLogFileReadAnyTLI(…, XLOG_FROM_ANY)`: archive first, then pg_wal), ends
+///   after the last archived segment and promotes, as the pgBackRest path does.
+///
+/// Every tablespace is relocated under SCRATCH/tblspc (`--tablespace NAME:LOCATION`),
+/// else Barman would write it at its location on the audited server. Archiving stays
+/// off: Barman rewrites `archive_command` to `false` in the restored configuration, and
+/// the server's command line sets `archive_mode=off` anyway.
+fn restore_barman(
+    scratch: &Scratch,
+    plan: &Plan<'_>,
+    server: &str,
+    config: Option<&Path>,
+    barman_user: Option<&str>,
+    tablespaces: &[String],
+) -> Result<Restored, String> {
+    if let (Some(bu), Some(_)) = (barman_user, &scratch.user) {
+        chown(&scratch.dir, bu)?;
     }
+    let id = barman::backup_id(&plan.set.label);
+    let mut args = Vec::new();
+    if let Some(c) = config {
+        args.extend(["-c".to_string(), c.display().to_string()]);
+    }
+    args.extend([
+        "recover".to_string(),
+        "--no-get-wal".to_string(),
+        // Used only when the base backup itself is compressed (backup_compression).
+        format!(
+            "--recovery-staging-path={}",
+            scratch.dir.join("staging").display()
+        ),
+    ]);
+    for (i, name) in tablespaces.iter().enumerate() {
+        args.push(format!(
+            "--tablespace={name}:{}",
+            scratch.dir.join("tblspc").join(i.to_string()).display()
+        ));
+    }
+    let (what, end_of_archive) = if let Some(t) = plan.target_time {
+        args.extend([
+            format!("--target-time={t}"),
+            "--target-action=promote".to_string(),
+        ]);
+        (format!("backup {} recovered to {t}", plan.set.label), false)
+    } else if plan.explicit_set {
+        args.extend([
+            "--target-immediate".to_string(),
+            "--target-action=promote".to_string(),
+        ]);
+        (
+            format!(
+                "backup {} recovered to its consistent point",
+                plan.set.label
+            ),
+            false,
+        )
+    } else {
+        (
+            format!(
+                "backup {} recovered to the end of the archive",
+                plan.set.label
+            ),
+            true,
+        )
+    };
+    args.extend([
+        server.to_string(),
+        id.to_string(),
+        scratch.data().display().to_string(),
+    ]);
+    eprintln!("restore-test: {}", display_command("barman", &args));
+    let recovered = run_as(barman_user, "barman", &args, plan.timeout).map_err(|e| {
+        format!(
+            "barman recover failed: {e} (Barman's own log has the details; see log_file in its configuration)"
+        )
+    });
+    // Hand the folder over even after a failure, so that the os-user's cleanup works too.
+    if let Some(u) = &scratch.user {
+        chown(&scratch.dir, u)?;
+    }
+    recovered?;
+    let mut settings = Vec::new();
+    if end_of_archive {
+        let signal = scratch.data().join("recovery.signal");
+        std::fs::write(&signal, "")
+            .map_err(|e| format!("cannot write {}: {e}", signal.display()))?;
+        if let Some(u) = &scratch.user {
+            chown(&signal, u)?;
+        }
+        settings.push(format!("restore_command={}", false_program()));
+    }
+    Ok(Restored { what, settings })
+}
+
+async fn restore_and_verify(scratch: &mut Scratch, plan: &Plan<'_>) -> Outcome {
+    let t0 = Instant::now();
+    let t0_epoch = now_epoch();
+    let fail = |msg: String| Outcome {
+        ok: false,
+        rto_s: None,
+        rpo_s: None,
+        rpo_bytes: None,
+        summary: msg,
+    };
+    let user = scratch.user.clone();
+    // 1. Restore, with the tool's own command.
+    let restored = match &plan.tool {
+        Tool::PgBackRest { stanza, config } => restore_pgbackrest(scratch, plan, stanza, *config),
+        Tool::Barman {
+            server,
+            config,
+            user,
+            tablespaces,
+        } => restore_barman(scratch, plan, server, *config, user.as_deref(), tablespaces),
+    };
+    let Restored { what, settings } = match restored {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
     let restored_s = t0.elapsed().as_secs();
     eprintln!("restore-test: restored in {restored_s} s; starting the scratch server");
     // 2. Start on a free loopback port, reachable only through its own socket folder.
@@ -432,6 +620,7 @@ async fn restore_and_verify(scratch: &mut Scratch, plan: &Plan<'_>) -> Outcome {
         "cluster_name=pgready-restore-test".to_string(),
     ]
     .iter()
+    .chain(settings.iter())
     .map(|o| format!("-c {o}"))
     .collect::<Vec<_>>()
     .join(" ");
@@ -593,9 +782,9 @@ async fn restore_and_verify(scratch: &mut Scratch, plan: &Plan<'_>) -> Outcome {
         rpo_s: Some(rpo_s),
         rpo_bytes,
         summary: format!(
-            "pgready restore-test: pgBackRest stanza {}, {what} on {} in {rto_s} s (restore {restored_s} s); \
+            "pgready restore-test: {}, {what} on {} in {rto_s} s (restore {restored_s} s); \
              {} databases, {relations} relations, {amcheck}; recovered up to {} ({}), RPO {rpo_s} s",
-            plan.stanza,
+            plan.tool.describe(),
             hostname(),
             dbs.len(),
             utc(recovered_at),
@@ -705,6 +894,73 @@ fn append_evidence(path: &Path, entry: &str) -> Result<(), Failure> {
         .map_err(|e| Failure::Input(format!("cannot write {}: {e}", path.display())))
 }
 
+/// Whether an OS user exists.
+fn user_exists(user: &str) -> bool {
+    Command::new("id")
+        .args(["-u", user])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The `barman_user` of Barman's configuration (default `barman`): `-c FILE`, else
+/// BARMAN_CONFIG_FILE, else the first of ~/.barman.conf, /etc/barman.conf,
+/// /etc/barman/barman.conf that exists (barman/config.py `Config.CONFIG_FILES`, 3.4).
+fn barman_user(config: Option<&Path>) -> String {
+    let file = config.map(Path::to_path_buf).or_else(|| {
+        let env = std::env::var_os("BARMAN_CONFIG_FILE").map(PathBuf::from);
+        let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".barman.conf"));
+        env.into_iter()
+            .chain(home)
+            .chain(["/etc/barman.conf", "/etc/barman/barman.conf"].map(PathBuf::from))
+            .find(|p| p.is_file())
+    });
+    file.and_then(|f| std::fs::read_to_string(f).ok())
+        .and_then(|text| barman_user_in(&text))
+        .unwrap_or_else(|| "barman".to_string())
+}
+
+/// `barman_user` of the `[barman]` section of a configuration text (configparser syntax:
+/// `key = value` or `key: value`, `#`/`;` comment lines).
+fn barman_user_in(text: &str) -> Option<String> {
+    let mut in_barman = false;
+    for line in text.lines() {
+        let l = line.trim();
+        if l.starts_with('#') || l.starts_with(';') || l.is_empty() {
+            continue;
+        }
+        if let Some(sec) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            in_barman = sec.trim() == "barman";
+            continue;
+        }
+        if !in_barman {
+            continue;
+        }
+        let Some((k, v)) = l.split_once(['=', ':']) else {
+            continue;
+        };
+        if k.trim().eq_ignore_ascii_case("barman_user") && !v.trim().is_empty() {
+            return Some(v.trim().to_string());
+        }
+    }
+    None
+}
+
+/// Epoch of a `--target-time` written as PostgreSQL's docs do ("2026-11-20 14:00:00+00",
+/// RFC 3339 too); None when it has no UTC offset or another form (then Barman judges it).
+fn parse_time(s: &str) -> Option<i64> {
+    let mut t = s.trim().replacen(' ', "T", 1);
+    let tail = t.len().saturating_sub(3);
+    if t.get(tail..tail + 1).is_some_and(|c| c == "+" || c == "-")
+        && t.get(tail + 1..)
+            .is_some_and(|d| d.chars().all(|c| c.is_ascii_digit()))
+    {
+        t.push_str(":00");
+    }
+    backup::rfc3339_epoch(&t)
+}
+
 /// Run `pgready restore-test`.
 pub fn run(a: &RestoreTestArgs) -> Result<ExitCode, Failure> {
     let config_path = a
@@ -750,32 +1006,83 @@ pub fn run(a: &RestoreTestArgs) -> Result<ExitCode, Failure> {
         wal_segment_size: audited.wal_segment_size,
         local: target.is_local(),
     };
-    let (stanza, pgb_config) = match source {
-        Some((Source::PgBackRest { stanza, config }, _)) => (stanza, config),
-        Some((Source::Barman { .. }, _)) | Some((Source::WalG { .. }, _)) => {
+    // The tool, and its view of the backups (read-only commands, as `audit` runs them).
+    enum Chosen {
+        PgBackRest(Option<PathBuf>),
+        Barman(String, Option<PathBuf>),
+    }
+    let (chosen, report) = match source {
+        Some((Source::PgBackRest { stanza, config }, _)) => {
+            let report = pgbackrest::collect(stanza.as_deref(), config.as_deref(), &server)
+                .map_err(Failure::Input)?;
+            (Chosen::PgBackRest(config), report)
+        }
+        Some((
+            Source::Barman {
+                server: name,
+                config,
+            },
+            _,
+        )) => {
+            let report =
+                barman::collect(&name, config.as_deref(), &server).map_err(Failure::Input)?;
+            (Chosen::Barman(name, config), report)
+        }
+        Some((Source::WalG { .. }, _)) => {
             return Err(Failure::Input(
-                "restore-test restores from pgBackRest only (Barman and WAL-G are read by `audit`, \
-                 not restored yet): give --pgbackrest-stanza"
+                "restore-test restores from pgBackRest or Barman only: WAL-G's backups are read by \
+                 `audit` but not restored (test them with `wal-g backup-fetch` by hand, or give \
+                 --pgbackrest-stanza or --barman-server)"
                     .to_string(),
             ));
         }
         None => match pgbackrest::detect(&server) {
             Ok((stanza, msg)) => {
                 eprintln!("restore-test: {msg}");
-                (Some(stanza), None)
+                let report =
+                    pgbackrest::collect(Some(&stanza), None, &server).map_err(Failure::Input)?;
+                (Chosen::PgBackRest(None), report)
             }
             Err(msg) => return Err(Failure::Input(msg)),
         },
     };
-    let report = pgbackrest::collect(stanza.as_deref(), pgb_config.as_deref(), &server)
-        .map_err(Failure::Input)?;
+    let is_barman = matches!(chosen, Chosen::Barman(..));
+    let (holder, unit) = if is_barman {
+        (format!("Barman server {}", report.name), "backup")
+    } else {
+        (format!("stanza {}", report.name), "backup set")
+    };
     let ours: Vec<&BackupSet> = report
         .backups
         .iter()
         .filter(|b| b.system_identifier.as_deref() == Some(audited.system_identifier.as_str()))
         .collect();
+    // pgBackRest: the set's label; Barman: its backup id or its name (label `ID (NAME)`).
+    let names = |b: &BackupSet, wanted: &str| {
+        b.label == wanted
+            || (is_barman
+                && (barman::backup_id(&b.label) == wanted
+                    || b.label.ends_with(&format!(" ({wanted})"))))
+    };
+    let listed = || {
+        let ids: Vec<&str> = ours
+            .iter()
+            .map(|b| {
+                if is_barman {
+                    barman::backup_id(&b.label)
+                } else {
+                    b.label.as_str()
+                }
+            })
+            .collect();
+        if ids.is_empty() {
+            "none".to_string()
+        } else {
+            ids.join(", ")
+        }
+    };
     let set = match &a.set {
-        Some(label) => match report.backups.iter().find(|b| &b.label == label) {
+        Some(label) => match report.backups.iter().find(|b| names(b, label)) {
             Some(b)
                 if b.system_identifier.as_deref() == Some(audited.system_identifier.as_str()) =>
             {
@@ -783,31 +1090,109 @@ pub fn run(a: &RestoreTestArgs) -> Result<ExitCode, Failure> {
             }
             Some(b) => {
                 return Err(Failure::Input(format!(
-                    "backup set {label} is of another cluster (system identifier {}, this server is {})",
+                    "{unit} {label} is of another cluster (system identifier {}, this server is {})",
                     b.system_identifier.as_deref().unwrap_or("unknown"),
                     audited.system_identifier
                 )));
             }
             None => {
                 return Err(Failure::Input(format!(
-                    "stanza {} has no backup set {label} (sets of this cluster: {})",
-                    report.name,
-                    ours.iter()
-                        .map(|b| b.label.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    "{holder} has no {unit} {label}{} ({unit}s of this cluster: {}): give one of them to --set, \
+                     or leave --set out to restore the newest",
+                    if is_barman { " in status DONE" } else { "" },
+                    listed()
                 )));
             }
         },
-        None => match ours.iter().max_by_key(|b| b.stop_time) {
-            Some(b) => b,
-            None => {
+        None => {
+            // Barman recovers to a time only from a backup that ended before it.
+            let before = if is_barman {
+                a.target_time.as_deref().and_then(parse_time)
+            } else {
+                None
+            };
+            match ours
+                .iter()
+                .filter(|b| before.is_none_or(|t| b.stop_time <= t))
+                .max_by_key(|b| b.stop_time)
+            {
+                Some(b) => b,
+                None if before.is_some() => {
+                    return Err(Failure::Input(format!(
+                        "{holder} holds no backup of this cluster that ended before {} (backups: {}): \
+                         choose a later --target-time",
+                        a.target_time.as_deref().unwrap_or_default(),
+                        listed()
+                    )));
+                }
+                None => {
+                    let why = if report.partial.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", report.partial.join("; "))
+                    };
+                    return Err(Failure::Input(format!(
+                        "{holder} holds no backup of this cluster (system identifier {}){why}: nothing to restore",
+                        audited.system_identifier
+                    )));
+                }
+            }
+        }
+    };
+    // What Barman's recovery needs: the backup's tablespaces (each must be relocated) and
+    // the size with the WAL it keeps after it (copied too when recovering past its end).
+    let mut room_set = set.clone();
+    let barman_plan = match &chosen {
+        Chosen::Barman(name, config) => {
+            let detail =
+                barman::show_backup(name, config.as_deref(), barman::backup_id(&set.label))
+                    .map_err(Failure::Input)?;
+            if let Some((bad, location)) = detail
+                .tablespaces
+                .iter()
+                .find(|(n, _)| n.is_empty() || n.contains(':'))
+            {
                 return Err(Failure::Input(format!(
-                    "stanza {} holds no backup of this cluster (system identifier {}): nothing to restore",
-                    report.name, audited.system_identifier
+                    "backup {} has a tablespace named {bad:?} (at {location}) that Barman cannot relocate \
+                     (--tablespace NAME:LOCATION splits at the first ':'): it would be written at its \
+                     location on the audited server, so nothing was restored; rename the tablespace \
+                     before the next backup",
+                    set.label
                 )));
             }
-        },
+            if a.set.is_none()
+                && let Some(w) = detail.size_with_wals
+            {
+                room_set.size_bytes = Some(room_set.size_bytes.unwrap_or(0).max(w));
+            }
+            let user = if is_root() {
+                let u = barman_user(config.as_deref());
+                if !user_exists(&u) {
+                    return Err(Failure::Input(format!(
+                        "Barman's user {u} (barman_user in its configuration) does not exist: fix \
+                         barman_user, or give the configuration with --barman-config"
+                    )));
+                }
+                Some(u)
+            } else {
+                None
+            };
+            Some((
+                name.clone(),
+                config.clone(),
+                user,
+                detail
+                    .tablespaces
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect::<Vec<_>>(),
+            ))
+        }
+        Chosen::PgBackRest(_) => None,
+    };
+    let pgb_config = match &chosen {
+        Chosen::PgBackRest(c) => c.clone(),
+        Chosen::Barman(..) => None,
     };
     let major = set.major.unwrap_or(audited.major);
     // Room for the restored files, the WAL replayed and the server's start.
@@ -825,7 +1210,7 @@ pub fn run(a: &RestoreTestArgs) -> Result<ExitCode, Failure> {
             parent.display()
         )));
     }
-    check_room(&parent, set)?;
+    check_room(&parent, &room_set)?;
     let bindir = bindir(major)?;
     let user = os_user(a.os_user.as_deref())?;
     let by =
@@ -855,9 +1240,20 @@ pub fn run(a: &RestoreTestArgs) -> Result<ExitCode, Failure> {
         chown(&dir, u).map_err(Failure::Input)?;
     }
     let started_at = now_epoch();
+    let tool = match &barman_plan {
+        Some((name, config, user, tablespaces)) => Tool::Barman {
+            server: name,
+            config: config.as_deref(),
+            user: user.clone(),
+            tablespaces: tablespaces.clone(),
+        },
+        None => Tool::PgBackRest {
+            stanza: &report.name,
+            config: pgb_config.as_deref(),
+        },
+    };
     let plan = Plan {
-        stanza: &report.name,
-        config: pgb_config.as_deref(),
+        tool,
         set,
         target_time: a.target_time.as_deref(),
         explicit_set: a.set.is_some(),
@@ -953,5 +1349,15 @@ mod tests {
         let c = Config::parse(Path::new("x.toml"), &e).map_err(|e| e.to_string());
         let Ok(c) = c else { panic!("{c:?}") };
         assert_eq!(c.evidence[0].by, "Dana \"DBA\"");
+    }
+
+    #[test]
+    fn barman_user_and_target_times() {
+        let conf = "; global\n[barman]\nbarman_home = /var/lib/barman\nBarman_User: backup\n\n[pg]\nbarman_user = no\n";
+        assert_eq!(barman_user_in(conf).as_deref(), Some("backup"));
+        assert_eq!(barman_user_in("[pg]\nbarman_user = x\n"), None);
+        assert_eq!(parse_time("2026-11-20 14:00:00+00"), Some(1_795_183_200));
+        assert_eq!(parse_time("2026-11-20T15:00:00+01:00"), Some(1_795_183_200));
+        assert_eq!(parse_time("2026-11-20 14:00:00"), None);
     }
 }

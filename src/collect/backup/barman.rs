@@ -220,6 +220,65 @@ fn xlog_range(wals: &Path, seg_size: Option<i64>, backups: &[BackupSet]) -> WalR
     }
 }
 
+/// The Barman backup id of a set's label (`ID`, or `ID (NAME)` as [`parse`] writes it).
+pub fn backup_id(label: &str) -> &str {
+    label.split(" (").next().unwrap_or(label)
+}
+
+/// What a recovery needs to know about one backup, from `barman -f json show-backup SERVER
+/// ID` (`JsonOutputWriter.result_show_backup`, release/3.4.0: `{SERVER: {backup_id, status,
+/// tablespaces: [{name, location, oid}], base_backup_information: {disk_usage_bytes,
+/// disk_usage_with_wals_bytes, …}}}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackupDetail {
+    /// (name, location on the backed-up server) of each tablespace.
+    pub tablespaces: Vec<(String, String)>,
+    /// The base backup plus the WAL Barman keeps after it (stored, so maybe compressed).
+    pub size_with_wals: Option<i64>,
+}
+
+/// Parse the JSON of `show-backup`.
+pub fn parse_show_backup(server_name: &str, v: &Value) -> BackupDetail {
+    let b = &v[server_name];
+    BackupDetail {
+        tablespaces: b["tablespaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                (
+                    t["name"].as_str().unwrap_or_default().to_string(),
+                    t["location"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+        size_with_wals: b["base_backup_information"]["disk_usage_with_wals_bytes"].as_i64(),
+    }
+}
+
+/// Run `barman [-c CONF] -f json show-backup SERVER ID` (read-only).
+pub fn show_backup(
+    server_name: &str,
+    config: Option<&Path>,
+    backup_id: &str,
+) -> Result<BackupDetail, String> {
+    let mut args = Vec::new();
+    if let Some(c) = config {
+        args.push("-c".to_string());
+        args.push(c.display().to_string());
+    }
+    args.extend(["-f", "json", "show-backup", server_name, backup_id].map(String::from));
+    let out = run_tool("barman", &args, &[], TOOL_TIMEOUT)?;
+    let v: Value = serde_json::from_str(&out.stdout).map_err(|e| {
+        format!(
+            "`{}` did not print JSON ({e}): {}",
+            display_command("barman", &args),
+            super::first_lines(&out.stderr, 4)
+        )
+    })?;
+    Ok(parse_show_backup(server_name, &v))
+}
+
 /// Run Barman's read-only JSON commands for `server_name`.
 pub fn collect(
     server_name: &str,
@@ -277,5 +336,20 @@ mod tests {
         );
         assert_eq!(parse_policy("REDUNDANCY 3"), (None, Some(3)));
         assert_eq!(parse_policy("whatever"), (None, None));
+    }
+
+    #[test]
+    fn backup_ids_and_show_backup() {
+        assert_eq!(backup_id("20261125T010001 (nightly)"), "20261125T010001");
+        assert_eq!(backup_id("20261125T010001"), "20261125T010001");
+        let v = serde_json::json!({"pg": {"backup_id": "20261125T010001", "status": "DONE",
+            "tablespaces": [{"name": "ts1", "location": "/srv/ts1", "oid": 16390}],
+            "base_backup_information": {"disk_usage_bytes": 100, "disk_usage_with_wals_bytes": 150}}});
+        let d = parse_show_backup("pg", &v);
+        assert_eq!(
+            d.tablespaces,
+            vec![("ts1".to_string(), "/srv/ts1".to_string())]
+        );
+        assert_eq!(d.size_with_wals, Some(150));
     }
 }
