@@ -855,11 +855,27 @@ fn restore_test_restores_verifies_records_and_b3_passes() {
     assert!(err.contains("is of another cluster"), "{err}");
 }
 
-/// Barman 3.4 (Debian 12) backing up a PostgreSQL 15 cluster over streaming replication
-/// (pg_basebackup + pg_receivewal, the default cluster's trust for local replication):
-/// list-backups, show-servers and xlog.db read by pgready.
-#[test]
-fn barman_backups_of_a_streaming_server() {
+/// Barman 3.4 (Debian 12) backing up a PostgreSQL 15 cluster (`bak-c`) over streaming
+/// replication (pg_basebackup + pg_receivewal, the default cluster's trust for local
+/// replication): one `barman backup` of server `pg`, then rows written and their WAL
+/// archived by Barman, so that a recovery has WAL to replay past the backup's end.
+/// Shared by the Barman tests (set up once).
+struct BarmanEnv {
+    uri: String,
+    /// Barman's configuration file (barman_home next to it, owned by the barman user).
+    conf: String,
+    /// The audited cluster's folder (data/ inside).
+    cluster: PathBuf,
+    /// The audited cluster's tablespace ts_c.
+    tablespace: PathBuf,
+}
+
+fn barman_env() -> &'static BarmanEnv {
+    static BARMAN: OnceLock<BarmanEnv> = OnceLock::new();
+    BARMAN.get_or_init(barman_setup)
+}
+
+fn barman_setup() -> BarmanEnv {
     assert!(
         Path::new("/usr/bin/barman").exists(),
         "Barman is needed: apt-get install barman"
@@ -939,40 +955,63 @@ fn barman_backups_of_a_streaming_server() {
     }
     let stop = StopStreamer(&barman);
     ok(barman(&["cron"]), "barman cron");
-    let switched = barman(&[
-        "switch-wal",
-        "--force",
-        "--archive",
-        "--archive-timeout",
-        "60",
-        "pg",
-    ]);
+    let switch = || {
+        barman(&[
+            "switch-wal",
+            "--force",
+            "--archive",
+            "--archive-timeout",
+            "60",
+            "pg",
+        ])
+    };
+    // A tablespace, so that the recovery has one to relocate (it must not be written).
+    let ts = env.root.join("ts-c");
+    mkdir_pg(&ts);
+    let sql = |q: &str| ok(sandbox15(&["sql", "bak-c", q]), q);
+    sql(&format!(
+        "CREATE TABLESPACE ts_c LOCATION '{}'",
+        ts.display()
+    ));
+    sql("CREATE TABLE barman_ts TABLESPACE ts_c AS SELECT g AS id FROM generate_series(1, 100) g");
+    let switched = switch();
     let backed_up = barman(&["backup", "--wait", "pg"]);
+    // Commits after the backup, archived by the streamer: what a recovery to the end of
+    // the archive replays.
+    sql("CREATE TABLE barman_rows AS SELECT g AS id FROM generate_series(1, 1000) g");
+    sql("INSERT INTO barman_rows VALUES (1001)");
+    let switched_after = switch();
     drop(stop);
     ok(switched, "barman switch-wal");
     ok(backed_up, "barman backup");
+    ok(switched_after, "barman switch-wal after the backup");
+    BarmanEnv {
+        uri,
+        conf: c,
+        cluster,
+        tablespace: ts,
+    }
+}
+
+#[test]
+fn barman_backups_of_a_streaming_server() {
+    let env = env();
+    let BarmanEnv { uri, conf: c, .. } = barman_env();
     let out = env.pgready(&[
         "audit",
-        &uri,
+        uri,
         "--format",
         "json",
         "--barman-server",
         "pg",
         "--barman-config",
-        &c,
+        c,
     ]);
     let r: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     let d = &r["sections"]["backup"];
     assert_eq!(d["collected"], true, "{d}");
-    let facts = env.pgready(&[
-        "facts",
-        &uri,
-        "--barman-server",
-        "pg",
-        "--barman-config",
-        &c,
-    ]);
+    let facts = env.pgready(&["facts", uri, "--barman-server", "pg", "--barman-config", c]);
     let facts: Value = serde_json::from_slice(&facts.stdout).unwrap_or_else(|e| panic!("{e}"));
     let b = &facts["sections"]["backup"]["data"];
     assert_eq!(b["tool"], "barman");
@@ -1003,6 +1042,202 @@ fn barman_backups_of_a_streaming_server() {
     );
     assert_eq!(status(&r, "bak.backup.retention"), "fail");
     assert!(text(&r, "bak.backup.retention").contains("retention keeps 28 days"));
+}
+
+/// `pgready restore-test` with Barman: `barman recover` of the newest backup into the
+/// scratch folder, recovery to the end of Barman's WAL archive (past the backup: rows were
+/// committed after it), verification, cleanup, evidence B3; then an unknown backup id.
+#[test]
+fn barman_restore_test_recovers_verifies_records_and_b3_passes() {
+    let env = env();
+    let b = barman_env();
+    let scratch = env.root.join("scratch-barman");
+    std::fs::create_dir_all(&scratch).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = env.root.join("barman-team.toml");
+    let cfg_s = cfg.display().to_string();
+    let pid_before = std::fs::read_to_string(b.cluster.join("data/postmaster.pid"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rows = || {
+        ok(
+            sandbox15(&["sql", "bak-c", "SELECT count(*) FROM barman_rows"]),
+            "count",
+        )
+    };
+    let rows_before = rows();
+    // Everything in the audited tablespace, with its modification time.
+    let listing = |dir: &Path| -> Vec<(PathBuf, Option<std::time::SystemTime>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                let m = e.metadata().ok();
+                if m.as_ref().is_some_and(|m| m.is_dir()) {
+                    stack.push(p.clone());
+                }
+                out.push((p, m.and_then(|m| m.modified().ok())));
+            }
+        }
+        out.sort();
+        out
+    };
+    let ts_before = listing(&b.tablespace);
+    assert!(!ts_before.is_empty());
+    let mut args = vec![
+        "restore-test",
+        b.uri.as_str(),
+        "--barman-server",
+        "pg",
+        "--barman-config",
+        b.conf.as_str(),
+        "--config",
+        cfg_s.as_str(),
+        "--scratch",
+    ];
+    let scratch_s = scratch.display().to_string();
+    args.push(&scratch_s);
+    if is_root() {
+        args.extend(["--os-user", "pgready"]);
+    }
+    let out = env.pgready(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    eprintln!("barman restore-test output:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with("PASS: pgready restore-test: Barman server pg, backup "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("recovered to the end of the archive"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("pg_amcheck --all OK"), "{stdout}");
+    // Archive recovery replayed the commits made after the backup.
+    assert!(stdout.contains("(last replayed commit)"), "{stdout}");
+    assert!(stderr.contains("barman -c "), "{stderr}");
+    assert!(stderr.contains(" recover --no-get-wal "), "{stderr}");
+    // The scratch cluster is gone; the audited one runs on, untouched.
+    let left: Vec<_> = std::fs::read_dir(&scratch)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .collect();
+    assert!(left.is_empty(), "scratch folder not cleaned: {left:?}");
+    let pid_after = std::fs::read_to_string(b.cluster.join("data/postmaster.pid"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pid_before.lines().next(), pid_after.lines().next());
+    assert_eq!(rows(), rows_before);
+    assert!(
+        stderr.contains(" --tablespace=ts_c:"),
+        "tablespace not relocated: {stderr}"
+    );
+    assert_eq!(
+        listing(&b.tablespace),
+        ts_before,
+        "the audited tablespace changed"
+    );
+    // The relocated tablespace was verified with the rest (pg_amcheck --all).
+    for f in ["recovery.signal", "barman_wal", ".barman-recover.info"] {
+        assert!(
+            !b.cluster.join("data").join(f).exists(),
+            "{f} in the audited cluster"
+        );
+    }
+    // The entry: B3, pass, the tool named, RTO and RPO.
+    let text_cfg = std::fs::read_to_string(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let c = pgready::config::Config::parse(&cfg, &text_cfg).unwrap_or_else(|e| panic!("{e}"));
+    let e = c
+        .evidence
+        .last()
+        .unwrap_or_else(|| panic!("no evidence in {text_cfg}"));
+    assert_eq!(e.item, "B3");
+    assert!(
+        e.summary.contains("Barman server pg, backup "),
+        "{}",
+        e.summary
+    );
+    let rto = e.metrics.get("rto_s").copied().unwrap_or(-1.0);
+    let rpo = e.metrics.get("rpo_s").copied().unwrap_or(-1.0);
+    assert!((0.0..600.0).contains(&rto), "rto {rto}");
+    assert!((0.0..3600.0).contains(&rpo), "rpo {rpo}");
+    // The next audit with that file passes B3.
+    let out = env.pgready(&[
+        "audit",
+        &b.uri,
+        "--format",
+        "json",
+        "--config",
+        &cfg_s,
+        "--barman-server",
+        "pg",
+        "--barman-config",
+        &b.conf,
+    ]);
+    let r: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        status(&r, "bak.evidence.restore_tested"),
+        "pass",
+        "{}",
+        text(&r, "bak.evidence.restore_tested")
+    );
+    let newest = e
+        .summary
+        .split("backup ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap_or("?")
+        .to_string();
+    // A given backup id, recovered to its consistent point (Barman's --target-immediate).
+    let mut set_args = args.clone();
+    set_args.extend(["--set", newest.as_str()]);
+    let out = env.pgready(&set_args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "backup {newest} recovered to its consistent point"
+        )),
+        "{stdout}"
+    );
+    // An unknown backup id: exit 2 before anything is restored, with the ids there are.
+    let before = std::fs::read_to_string(&cfg)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .len();
+    let out = env.pgready(&[
+        "restore-test",
+        &b.uri,
+        "--barman-server",
+        "pg",
+        "--barman-config",
+        &b.conf,
+        "--config",
+        &cfg_s,
+        "--scratch",
+        &scratch_s,
+        "--set",
+        "20000101T000000",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("Barman server pg has no backup 20000101T000000 in status DONE"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("backups of this cluster: {newest}")),
+        "{err}"
+    );
+    let after = std::fs::read_to_string(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        after.len(),
+        before,
+        "an entry was written for a refused test"
+    );
 }
 
 #[test]
