@@ -18,6 +18,8 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+use common::{finding, is_root, ok, status};
+
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 struct Env {
@@ -30,21 +32,9 @@ struct Env {
     port: u16,
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// scripts/pg-sandbox with Debian's PostgreSQL 15 binaries.
 fn sandbox15(args: &[&str]) -> Output {
-    let out = Command::new(common::sandbox_script())
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("PGREADY_SANDBOX_DIR", common::sandbox_dir())
-        .env("PG_BIN", PG_BIN)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run pg-sandbox: {e}"));
+    let out = common::sandbox_env(args, &[("PG_BIN", PG_BIN)]);
     assert!(
         out.status.success(),
         "pg-sandbox {args:?} failed:\n{}",
@@ -70,17 +60,6 @@ fn as_pg(args: &[&str], envs: &[(&str, &str)]) -> Output {
     }
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"))
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn chown_pg(path: &Path) {
@@ -338,17 +317,6 @@ fn wait_archived(env: &Env) {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     panic!("WAL not archived within 30 s");
-}
-
-fn finding<'a>(r: &'a Value, id: &str) -> &'a Value {
-    r["findings"]
-        .as_array()
-        .and_then(|f| f.iter().find(|f| f["rule_id"] == id))
-        .unwrap_or_else(|| panic!("no finding {id} in {r}"))
-}
-
-fn status(r: &Value, id: &str) -> String {
-    finding(r, id)["status"].as_str().unwrap_or("").to_string()
 }
 
 fn text(r: &Value, id: &str) -> String {
