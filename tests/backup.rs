@@ -290,7 +290,7 @@ fn setup() -> Env {
         env.sql(&format!("INSERT INTO bak_rows VALUES ({})", 2000 + i));
         env.sql("SELECT pg_switch_wal()");
     }
-    wait_archived(&env);
+    common::wait_archived(|q| env.sql(q));
     // Stanza other: an offline backup of the stopped cluster bak-b (another system id).
     sandbox15(&["stop", "bak-b"]);
     let other = env.config(
@@ -305,18 +305,6 @@ fn setup() -> Env {
         &["--stanza=other", "--no-online", "--type=full", "backup"],
     );
     env
-}
-
-/// Wait until the server has archived everything it completed.
-fn wait_archived(env: &Env) {
-    for _ in 0..150 {
-        let n = env.sql("SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'");
-        if n.trim() == "0" {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    panic!("WAL not archived within 30 s");
 }
 
 fn text(r: &Value, id: &str) -> String {
@@ -472,7 +460,7 @@ fn a_repository_with_a_wal_gap_or_behind_the_server_fails_b2() {
     // And the server moves on: the copy no longer receives its WAL.
     env.sql("INSERT INTO bak_rows VALUES (9000)");
     env.sql("SELECT pg_switch_wal()");
-    wait_archived(env);
+    common::wait_archived(|q| env.sql(q));
     let r = env.audit(&[
         "--pgbackrest-stanza",
         "main",
@@ -717,22 +705,8 @@ fn restore_test_restores_verifies_records_and_b3_passes() {
         text_cfg.starts_with("# the team's file\n[context]\ncriticality = \"high\"\n"),
         "{text_cfg}"
     );
-    let c = pgready::config::Config::parse(&cfg, &text_cfg).unwrap_or_else(|e| panic!("{e}"));
-    let e = c
-        .evidence
-        .last()
-        .unwrap_or_else(|| panic!("no evidence in {text_cfg}"));
-    assert_eq!(e.item, "B3");
+    let e = common::recorded_b3(&cfg, "recovered to the end of the archive", 86_400.0);
     assert_eq!(e.by, "Dana Admin");
-    assert!(
-        e.summary.contains("recovered to the end of the archive"),
-        "{}",
-        e.summary
-    );
-    let rto = e.metrics.get("rto_s").copied().unwrap_or(-1.0);
-    let rpo = e.metrics.get("rpo_s").copied().unwrap_or(-1.0);
-    assert!((0.0..600.0).contains(&rto), "rto {rto}");
-    assert!((0.0..86_400.0).contains(&rpo), "rpo {rpo}");
     // The next audit with that file passes B3 (and G4 is met).
     let r = env.audit(&[
         "--config",
@@ -1111,22 +1085,7 @@ fn barman_restore_test_recovers_verifies_records_and_b3_passes() {
         );
     }
     // The entry: B3, pass, the tool named, RTO and RPO.
-    let text_cfg = std::fs::read_to_string(&cfg).unwrap_or_else(|e| panic!("{e}"));
-    let c = pgready::config::Config::parse(&cfg, &text_cfg).unwrap_or_else(|e| panic!("{e}"));
-    let e = c
-        .evidence
-        .last()
-        .unwrap_or_else(|| panic!("no evidence in {text_cfg}"));
-    assert_eq!(e.item, "B3");
-    assert!(
-        e.summary.contains("Barman server pg, backup "),
-        "{}",
-        e.summary
-    );
-    let rto = e.metrics.get("rto_s").copied().unwrap_or(-1.0);
-    let rpo = e.metrics.get("rpo_s").copied().unwrap_or(-1.0);
-    assert!((0.0..600.0).contains(&rto), "rto {rto}");
-    assert!((0.0..3600.0).contains(&rpo), "rpo {rpo}");
+    let e = common::recorded_b3(&cfg, "Barman server pg, backup ", 3600.0);
     // The next audit with that file passes B3.
     let out = env.pgready(&[
         "audit",

@@ -258,20 +258,8 @@ fn setup() -> Env {
     env.on_repo_host(&["--stanza=main", "--repo=2", "--type=full", "backup"]);
     env.sql("INSERT INTO remote_rows VALUES (2000)");
     env.sql("SELECT pg_switch_wal()");
-    wait_archived(&env);
+    common::wait_archived(|q| env.sql(q));
     env
-}
-
-/// Until no segment waits for archive-push (archive_status/*.ready; PostgreSQL 12+).
-fn wait_archived(env: &Env) {
-    for _ in 0..150 {
-        let n = env.sql("SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'");
-        if n.trim() == "0" {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    panic!("WAL was not archived to the repository host within 30 s");
 }
 
 fn criterion<'a>(r: &'a Value, id: &str) -> &'a Value {
@@ -301,11 +289,7 @@ fn every_backup_and_runbook_rule_passes_with_a_repository_host() {
     let stdout = ok(out, "pgready restore-test");
     assert!(stdout.starts_with("PASS: "), "{stdout}");
     assert!(stdout.contains("pg_amcheck --all OK"), "{stdout}");
-    let recorded = std::fs::read_to_string(&evidence).unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        recorded.contains("item = \"B3\"") && recorded.contains("rto_s = "),
-        "{recorded}"
-    );
+    common::recorded_b3(&evidence, "pgBackRest stanza main, set ", 3600.0);
     // 2. A DR exercise on record and the team's complete runbook folder (git, network
     //    remote, roster trained).
     let rb = runbooks_support::fixture("complete");

@@ -335,3 +335,39 @@ pub fn ok(out: Output, what: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Polls `sql` (a query runner on the cluster) until no completed WAL segment waits for
+/// the archiver (`pg_ls_archive_statusdir()`, PostgreSQL 12+, lists archive_status/*.ready);
+/// panics after 30 s.
+pub fn wait_archived(sql: impl Fn(&str) -> String) {
+    for _ in 0..150 {
+        let n = sql("SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'");
+        if n.trim() == "0" {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("WAL not archived within 30 s");
+}
+
+/// The newest evidence entry of the pgready.toml `cfg` (as `pgready restore-test` appends
+/// it): item B3, a summary containing `summary_has`, RTO under 10 min and RPO under
+/// `max_rpo_s`.
+pub fn recorded_b3(cfg: &Path, summary_has: &str, max_rpo_s: f64) -> pgready::config::Evidence {
+    let text = std::fs::read_to_string(cfg)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", cfg.display()));
+    let c = pgready::config::Config::parse(cfg, &text).unwrap_or_else(|e| panic!("{e}"));
+    let e = c
+        .evidence
+        .last()
+        .cloned()
+        .unwrap_or_else(|| panic!("no evidence in {text}"));
+    assert_eq!(e.item, "B3", "{text}");
+    assert_eq!(e.result, pgready::config::EvidenceResult::Pass, "{text}");
+    assert!(e.summary.contains(summary_has), "{}", e.summary);
+    let rto = e.metrics.get("rto_s").copied().unwrap_or(-1.0);
+    let rpo = e.metrics.get("rpo_s").copied().unwrap_or(-1.0);
+    assert!((0.0..600.0).contains(&rto), "rto {rto}");
+    assert!((0.0..max_rpo_s).contains(&rpo), "rpo {rpo}");
+    e
+}
