@@ -9,7 +9,6 @@ use crate::cli::{
 };
 use crate::config::{Config, ContextConfig};
 use crate::facts::Facts;
-use crate::judge::Decision;
 use crate::report::{Format, Report};
 use crate::rules::{LoadError, RulePack};
 use crate::target::{SessionOptions, Target};
@@ -155,6 +154,7 @@ fn audit(a: &AuditArgs) -> Result<ExitCode, Failure> {
         write_facts(&facts, Some(path))?;
     }
     let report = build_report(&pack, &facts, &config);
+    let fail_on_reservations = a.fail_on == FailOn::Reservations;
     let out = match a.format {
         Format::Json => crate::report::json::render(&report),
         Format::Text => crate::report::text::render(
@@ -164,11 +164,17 @@ fn audit(a: &AuditArgs) -> Result<ExitCode, Failure> {
                 ..crate::report::text::Options::detect()
             },
         ),
+        Format::Junit => crate::report::junit::render(&report, fail_on_reservations),
+        Format::Sarif => crate::report::sarif::render(&report, &pack),
+        Format::Markdown => crate::report::markdown::render(&report),
+        Format::Html => crate::report::html::render(&report),
+        Format::Prometheus => crate::report::prometheus::render(&report),
     };
     println!("{out}");
-    Ok(match (report.verdict.decision, a.fail_on) {
-        (Decision::Go, _) | (Decision::GoWithReservations, FailOn::NoGo) => ExitCode::SUCCESS,
-        _ => ExitCode::from(1),
+    Ok(if report.fails(fail_on_reservations) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     })
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{Criticality, Deployment, Size, Storage, Workload};
-use crate::report::Format;
+use crate::report::{Format, ListFormat};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -158,7 +158,7 @@ pub struct AuditArgs {
     /// A folder of extra rule files, added to the built-in pack (repeatable).
     #[arg(long, value_name = "DIR")]
     pub rules: Vec<PathBuf>,
-    /// Output format.
+    /// Output format; the exit code does not depend on it.
     #[arg(long, short = 'f', value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Also write the facts snapshot this audit judged (what `pgready facts` writes).
@@ -266,8 +266,8 @@ pub enum RulesCommand {
         /// Extra rule folders to load and list too.
         #[arg(long, value_name = "DIR")]
         rules: Vec<PathBuf>,
-        #[arg(long, short = 'f', value_enum, default_value_t = Format::Text)]
-        format: Format,
+        #[arg(long, short = 'f', value_enum, default_value_t = ListFormat::Text)]
+        format: ListFormat,
     },
     /// Explain one rule: what it checks, why, how to fix it, references.
     Show {

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use comfy_table::{ContentArrangement, Table, presets};
 use serde_json::json;
 
-use super::Format;
+use super::ListFormat;
 use crate::rules::{Rule, RulePack, Test};
 
 fn table() -> Table {
@@ -20,9 +20,9 @@ fn table() -> Table {
 }
 
 /// Every rule, as a table or JSON.
-pub fn list(pack: &RulePack, format: Format) -> String {
+pub fn list(pack: &RulePack, format: ListFormat) -> String {
     match format {
-        Format::Json => {
+        ListFormat::Json => {
             let rules: Vec<_> = pack
                 .rules
                 .iter()
@@ -35,7 +35,7 @@ pub fn list(pack: &RulePack, format: Format) -> String {
                 .collect();
             serde_json::to_string_pretty(&rules).unwrap_or_default()
         }
-        Format::Text => {
+        ListFormat::Text => {
             let mut t = table();
             t.set_header(vec![
                 "Rule", "Pillar", "Severity", "Level", "Covers", "Title",

@@ -5,13 +5,12 @@ use std::fmt::Write as _;
 
 use comfy_table::{Cell, Color, ColumnConstraint, ContentArrangement, Table, presets};
 
-use super::Report;
-use crate::evaluate::{Finding, Status};
-use crate::judge::{CriterionStatus, Decision, Score};
-use crate::rules::Pillar;
-
-/// How many offenders to show per finding before "… and N more".
-const MAX_OFFENDERS: usize = 5;
+use super::{
+    MAX_OFFENDERS, Report, criterion_score, criterion_status, first_lines, needs_attention,
+    observed, score_line,
+};
+use crate::evaluate::Status;
+use crate::judge::{CriterionStatus, Decision};
 
 pub struct Options {
     pub color: bool,
@@ -63,59 +62,6 @@ fn status_cell(s: Status, o: &Options) -> Cell {
     })
 }
 
-fn observed(f: &Finding) -> String {
-    let mut out = String::new();
-    if let Some(a) = &f.actual {
-        out.push_str(a);
-    }
-    if !f.offenders.is_empty() {
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        out.push_str(&first_lines(&f.offenders));
-    }
-    if let Some(r) = &f.reason {
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        out.push_str(r);
-    }
-    out
-}
-
-/// The first [`MAX_OFFENDERS`] items, one per line, then "… and N more".
-fn first_lines(items: &[String]) -> String {
-    let mut out = items
-        .iter()
-        .take(MAX_OFFENDERS)
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join("\n");
-    if items.len() > MAX_OFFENDERS {
-        let _ = write!(out, "\n… and {} more", items.len() - MAX_OFFENDERS);
-    }
-    out
-}
-
-fn score_line(s: &Score) -> String {
-    let pct = s
-        .percent
-        .map_or_else(|| "not scored".to_string(), |p| format!("{p:.0}%"));
-    let c = &s.counts;
-    let mut parts = vec![format!("{} pass", c.pass), format!("{} fail", c.fail)];
-    for (n, label) in [
-        (c.not_evaluated, "not evaluated"),
-        (c.error, "error"),
-        (c.not_applicable, "not applicable"),
-        (c.waived, "waived"),
-    ] {
-        if n > 0 {
-            parts.push(format!("{n} {label}"));
-        }
-    }
-    format!("{pct} ({})", parts.join(", "))
-}
-
 /// `2026-11-25 17:39:14 UTC`; the raw number when it is out of range.
 pub(crate) fn utc_time(epoch: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(epoch)
@@ -151,39 +97,13 @@ pub fn render(r: &Report, o: &Options) -> String {
             t.as_of, t.source
         );
     }
-    if let Some(ctx) = r.context.as_object() {
-        let sources = ctx.get("sources").and_then(|s| s.as_object());
-        let parts: Vec<String> = [
-            "deployment",
-            "size",
-            "criticality",
-            "workload",
-            "storage",
-            "ram",
-            "cpus",
-        ]
-        .iter()
-        .filter_map(|k| {
-            let v = match ctx.get(*k)? {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Number(n) => n.to_string(),
-                _ => return None,
-            };
-            let src = sources
-                .and_then(|s| s.get(*k))
-                .and_then(|s| s.as_str())
-                .unwrap_or("default");
-            Some(format!("{k} {v} ({src})"))
-        })
-        .collect();
-        if !parts.is_empty() {
-            let _ = writeln!(out, "Context: {}", parts.join(", "));
-        }
+    if let Some(ctx) = r.context_line() {
+        let _ = writeln!(out, "Context: {ctx}");
     }
 
     for p in &r.pillars {
-        let findings: Vec<&Finding> = r.findings.iter().filter(|f| f.pillar == p.pillar).collect();
-        if findings.is_empty() {
+        let mut sorted = r.pillar_findings(p.pillar);
+        if sorted.is_empty() {
             continue;
         }
         let _ = writeln!(out, "\n{} — {}", p.title, score_line(&p.score));
@@ -194,16 +114,13 @@ pub fn render(r: &Report, o: &Options) -> String {
                 c.set_constraint(ColumnConstraint::ContentWidth);
             }
         }
-        let mut sorted = findings.clone();
-        sorted.sort_by_key(|f| (f.status, std::cmp::Reverse(f.severity)));
-        let quiet = |f: &Finding| matches!(f.status, Status::Pass | Status::NotApplicable);
         let hidden = if o.verbose {
             0
         } else {
-            sorted.iter().filter(|f| quiet(f)).count()
+            sorted.iter().filter(|f| !needs_attention(f)).count()
         };
         if !o.verbose {
-            sorted.retain(|f| !quiet(f));
+            sorted.retain(|f| needs_attention(f));
         }
         if sorted.is_empty() {
             let _ = writeln!(
@@ -218,7 +135,7 @@ pub fn render(r: &Report, o: &Options) -> String {
                 Cell::new(f.severity.as_str()),
                 Cell::new(&f.rule_id),
                 Cell::new(&f.title),
-                Cell::new(observed(f)),
+                Cell::new(observed(f, MAX_OFFENDERS)),
             ]);
         }
         let _ = writeln!(out, "{t}");
@@ -230,29 +147,14 @@ pub fn render(r: &Report, o: &Options) -> String {
         }
     }
 
-    let missing: Vec<String> = r
-        .sections
-        .iter()
-        .filter(|(_, s)| !s.collected || s.partial)
-        .map(|(name, s)| {
-            let what = if s.collected {
-                "partly collected"
-            } else {
-                "not collected"
-            };
-            format!(
-                "  {name}: {what}: {}",
-                s.reason.as_deref().unwrap_or("unknown reason")
-            )
-        })
-        .collect();
+    let missing = r.unread_sections();
     if !missing.is_empty() {
         let _ = writeln!(
             out,
             "\nWhat pgready could not read (rules that need it are NOT EVALUATED, never passed):"
         );
         for m in missing {
-            let _ = writeln!(out, "{m}");
+            let _ = writeln!(out, "  {m}");
         }
     }
 
@@ -267,11 +169,7 @@ pub fn render(r: &Report, o: &Options) -> String {
         "Blocking rules",
     ]);
     for c in &r.verdict.criteria {
-        let status = match c.status {
-            CriterionStatus::Met => "met",
-            CriterionStatus::Below => "below",
-            CriterionStatus::Unverified => "unverified",
-        };
+        let status = criterion_status(c);
         let mut cell = Cell::new(if c.hard_blocker {
             format!("{status} (hard blocker)")
         } else {
@@ -284,14 +182,11 @@ pub fn render(r: &Report, o: &Options) -> String {
                 Color::Red
             });
         }
-        let blocking = first_lines(&c.failing_rules);
+        let blocking = first_lines(&c.failing_rules, MAX_OFFENDERS);
         t.add_row(vec![
             Cell::new(format!("{} {}", c.id, c.title)),
             Cell::new(&c.requirement),
-            Cell::new(
-                c.score
-                    .map_or_else(|| "—".to_string(), |s| format!("{s:.0}%")),
-            ),
+            Cell::new(criterion_score(c)),
             Cell::new(format!("{:.0}%", c.minimum)),
             cell,
             Cell::new(blocking),
@@ -330,18 +225,12 @@ pub fn render(r: &Report, o: &Options) -> String {
             if n.blocking_rules.len() == 1 { "" } else { "s" }
         );
         for id in &n.blocking_rules {
-            let title = r
-                .findings
-                .iter()
-                .find(|f| &f.rule_id == id)
-                .map_or("", |f| f.title.as_str());
-            let _ = writeln!(out, "  - {id}: {title}");
+            let _ = writeln!(out, "  - {id}: {}", r.rule_title(id));
         }
     }
     let _ = writeln!(
         out,
         "\nA score is not a decision: the decision follows the Go/No-Go grid. `pgready rules show ID` explains a rule and how to fix it."
     );
-    let _ = Pillar::ALL;
     out
 }
