@@ -26,13 +26,22 @@ const FORMATS: [&str; 7] = [
 const HOSTILE: &str =
     "18.4 </failure><script>alert(1)</script> & \"q\" 'a' |z\\y\nnext\u{1}\u{1b}[31m";
 
-/// A folder of this test process under cargo's target tmp dir.
+static WORKDIR: OnceLock<PathBuf> = OnceLock::new();
+
+extern "C" fn remove_workdir() {
+    if let Some(dir) = WORKDIR.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// A folder of this test process under cargo's target tmp dir, removed at exit.
 fn workdir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
+    WORKDIR.get_or_init(|| {
         let dir =
             Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("formats-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        // SAFETY: `remove_workdir` is an `extern "C" fn()` that never unwinds.
+        unsafe { libc::atexit(remove_workdir) };
         dir
     })
 }
