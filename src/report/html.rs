@@ -34,6 +34,7 @@ table { border-collapse: collapse; width: 100%; margin: .4rem 0 1rem; }
 th, td { border: 1px solid var(--line); padding: .35rem .55rem; text-align: left; vertical-align: top; }
 th { background: var(--soft); font-weight: 600; }
 td.num { text-align: right; white-space: nowrap; }
+td.rules ul { margin: 0; padding-left: 0; list-style: none; }
 .badge { display: inline-block; border-radius: 4px; padding: 0 .4rem; font-size: .8rem; font-weight: 700; white-space: nowrap; color: #fff; background: var(--muted); }
 .badge.fail, .badge.error, .badge.below, .badge.unverified { background: var(--bad); }
 .badge.not_evaluated { background: var(--warn); }
@@ -84,16 +85,35 @@ fn reference(u: &str) -> String {
 /// Rule ids as code, each a link to its finding when `link`.
 fn rule_ids(ids: &[String], link: bool, sep: &str) -> String {
     ids.iter()
-        .map(|id| {
-            let id = esc(id);
-            if link {
-                format!("<a href=\"#{id}\"><code>{id}</code></a>")
-            } else {
-                format!("<code>{id}</code>")
-            }
-        })
+        .map(|id| rule_id(id, link))
         .collect::<Vec<_>>()
         .join(sep)
+}
+
+fn rule_id(id: &str, link: bool) -> String {
+    let id = esc(id);
+    if link {
+        format!("<a href=\"#{id}\"><code>{id}</code></a>")
+    } else {
+        format!("<code>{id}</code>")
+    }
+}
+
+/// The first [`super::MAX_OFFENDERS`] items as a list, the rest folded under "N more".
+fn folded_list(out: &mut String, items: &[String]) {
+    let (shown, folded) = items.split_at(items.len().min(super::MAX_OFFENDERS));
+    out.push_str("<ul>");
+    for i in shown {
+        let _ = write!(out, "<li>{i}</li>");
+    }
+    out.push_str("</ul>");
+    if !folded.is_empty() {
+        let _ = write!(out, "<details><summary>{} more</summary><ul>", folded.len());
+        for i in folded {
+            let _ = write!(out, "<li>{i}</li>");
+        }
+        out.push_str("</ul></details>");
+    }
 }
 
 fn finding_card(out: &mut String, f: &Finding) {
@@ -121,21 +141,13 @@ fn finding_card(out: &mut String, f: &Finding) {
         row(out, "Observed", a);
     }
     if !f.offenders.is_empty() {
-        let _ = write!(out, "<dt>Offenders ({})</dt><dd><ul>", f.offenders.len());
-        let (shown, folded) = f
+        let _ = write!(out, "<dt>Offenders ({})</dt><dd>", f.offenders.len());
+        let items: Vec<String> = f
             .offenders
-            .split_at(f.offenders.len().min(super::MAX_OFFENDERS));
-        for o in shown {
-            let _ = write!(out, "<li><code>{}</code></li>", esc(o));
-        }
-        out.push_str("</ul>");
-        if !folded.is_empty() {
-            let _ = write!(out, "<details><summary>{} more</summary><ul>", folded.len());
-            for o in folded {
-                let _ = write!(out, "<li><code>{}</code></li>", esc(o));
-            }
-            out.push_str("</ul></details>");
-        }
+            .iter()
+            .map(|o| format!("<code>{}</code>", esc(o)))
+            .collect();
+        folded_list(out, &items);
         out.push_str("</dd>");
     }
     if let Some(e) = &f.expected {
@@ -220,9 +232,9 @@ fn grid(out: &mut String, r: &Report) {
         } else {
             "below"
         };
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "<tr><td>{} {}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{:.0}%</td><td><span class=\"badge {class}\">{}</span>{}</td><td>{}</td></tr>",
+            "<tr><td>{} {}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{:.0}%</td><td><span class=\"badge {class}\">{}</span>{}</td><td class=\"rules\">",
             esc(&c.id),
             esc(&c.title),
             esc(&c.requirement),
@@ -230,8 +242,11 @@ fn grid(out: &mut String, r: &Report) {
             c.minimum,
             criterion_status(c),
             if c.hard_blocker { " hard blocker" } else { "" },
-            rule_ids(&c.failing_rules, false, "<br>")
         );
+        // Every blocking rule has a finding card below (it failed or was not evaluated).
+        let ids: Vec<String> = c.failing_rules.iter().map(|id| rule_id(id, true)).collect();
+        folded_list(out, &ids);
+        out.push_str("</td></tr>\n");
     }
     out.push_str("</tbody></table>\n");
 
