@@ -1031,7 +1031,8 @@ pub fn run(a: &RestoreTestArgs) -> Result<ExitCode, Failure> {
         Some((Source::WalG { .. }, _)) => {
             return Err(Failure::Input(
                 "restore-test restores from pgBackRest or Barman only: WAL-G's backups are read by \
-                 `audit` but not restored (test them with `wal-g backup-fetch` by hand, or give \
+                 `audit` but not restored (test them with `wal-g backup-fetch` on a scratch host and \
+                 record the result as an [[evidence]] entry with item = \"B3\", or give \
                  --pgbackrest-stanza or --barman-server)"
                     .to_string(),
             ));

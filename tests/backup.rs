@@ -795,6 +795,26 @@ fn restore_test_restores_verifies_records_and_b3_passes() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("is of another cluster"), "{err}");
+    // WAL-G is read by audit, not restored: refused with what to do instead, nothing written.
+    let before = std::fs::read_to_string(&cfg).unwrap_or_default();
+    let walg_env = env.root.join("walg.env");
+    std::fs::write(&walg_env, "WALG_FILE_PREFIX=/nonexistent\n").unwrap_or_else(|e| panic!("{e}"));
+    let out = env.pgready(&[
+        "restore-test",
+        &env.uri,
+        "--walg-env",
+        &walg_env.display().to_string(),
+        "--config",
+        &cfg_s,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("WAL-G's backups are read by `audit` but not restored")
+            && err.contains("item = \"B3\""),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap_or_default(), before);
 }
 
 /// Barman 3.4 (Debian 12) backing up a PostgreSQL 15 cluster (`bak-c`) over streaming
