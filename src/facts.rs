@@ -121,6 +121,7 @@ pub const SECTIONS: &[&str] = &[
     "server",
     "settings",
     "settings_meta",
+    "file_settings",
     "hba",
     "roles",
     "passwords",

@@ -56,6 +56,7 @@ fn check_superuser_facts(facts: &Facts, major: i64) {
         "server",
         "settings",
         "settings_meta",
+        "file_settings",
         "hba",
         "roles",
         "passwords",
@@ -352,6 +353,15 @@ async fn pg18_monitor_role() {
     let passwords = facts.section("passwords").unwrap();
     assert!(!passwords.collected);
     assert!(passwords.reason.as_deref().unwrap().contains("superuser"));
+    let file_settings = facts.section("file_settings").unwrap();
+    assert!(!file_settings.collected);
+    assert!(
+        file_settings
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("pg_file_settings is readable only by superusers")
+    );
 
     for name in [
         "server",

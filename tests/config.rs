@@ -45,6 +45,7 @@ const CLUSTERS: &[(&str, u32, &str, &[&str])] = &[
             "@crm CREATE TABLE docs (b text) WITH (toast.autovacuum_enabled = 'No')",
         ],
     ),
+    ("cfg-file18", 18, "default", &[]),
     (
         "cfg-conn18",
         18,
@@ -658,4 +659,63 @@ fn tune_from_facts_matches_live() {
     let live = tune(pg, &[]);
     assert_eq!(statements(&offline), statements(&live));
     assert!(!statements(&live).is_empty());
+}
+
+/// cfg.settings.file_errors on a real server: pg_file_settings re-reads postgresql.conf at
+/// each audit, so lines appended (never reloaded, never restarted: with them the server
+/// would not start again) show at once; a postmaster change alone is not an error.
+#[test]
+fn configuration_file_errors_fail_naming_the_line() {
+    let pg = cluster("cfg-file18");
+    let _guard = lock("cfg-file18");
+    let rule = "cfg.settings.file_errors";
+    let r = audit(pg, &[]);
+    assert_eq!(status(&r, rule), "pass", "{}", finding(&r, rule));
+    assert_eq!(actual(&r, rule), "0 entries with errors");
+    let conf = pg.dir.join("data/postgresql.conf");
+    let append = |line: &str| -> usize {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&conf)
+            .unwrap_or_else(|e| panic!("{}: {e}", conf.display()));
+        writeln!(f, "{line}").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::read_to_string(&conf).map_or(0, |t| t.lines().count())
+    };
+    // A postmaster setting changed on disk: waiting for a restart, not an error.
+    append("shared_buffers = 256MB");
+    let r = audit(pg, &[]);
+    assert_eq!(status(&r, rule), "pass", "{}", finding(&r, rule));
+    assert!(
+        actual(&r, rule).contains("waiting for a restart: shared_buffers = 256MB (running 128MB)"),
+        "{}",
+        actual(&r, rule)
+    );
+    // An invalid value of a reloadable setting.
+    let line = append("work_mem = '64MBB'");
+    let r = audit(pg, &[]);
+    assert_eq!(status(&r, rule), "fail");
+    let o = finding(&r, rule)["offenders"].to_string();
+    assert!(
+        o.contains(&format!(
+            "postgresql.conf:{line}: setting could not be applied (work_mem = 64MBB, running 4MB)"
+        )),
+        "{o}"
+    );
+    // A misspelt name: the server would apply nothing from the file.
+    let line = append("shared_bufers = 1GB");
+    let o = finding(&audit(pg, &[]), rule)["offenders"].to_string();
+    assert!(
+        o.contains(&format!(
+            "postgresql.conf:{line}: unrecognized configuration parameter (shared_bufers = 1GB)"
+        )),
+        "{o}"
+    );
+    // A syntax error.
+    let line = append("work_mem 'x' 'y'");
+    let o = finding(&audit(pg, &[]), rule)["offenders"].to_string();
+    assert!(
+        o.contains(&format!("postgresql.conf:{line}: syntax error")),
+        "{o}"
+    );
 }

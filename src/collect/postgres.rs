@@ -39,6 +39,8 @@
 //! | other sessions' details in `pg_stat_activity`/`pg_stat_ssl`/`pg_stat_replication` need pg_read_all_stats | ✓ | ✓ | ✓ | ✓ | ✓ | docs monitoring.sgml "security restricted" note (commit 213eae9b); live |
 //! | `pg_settings.sourcefile/sourceline` only for superuser / pg_read_all_settings; superuser-only GUCs hidden otherwise | ✓ | ✓ | ✓ | ✓ | ✓ | docs `view-pg-settings` (17, 18); guc.c patch 2018 "fix sourcefile/line display for pg_read_all_settings"; live |
 //! | `pg_settings.unit` values: `B`, `kB`, `MB`, `8kB`, `ms`, `s`, `min` (integers), `ms` (reals) | ✓ | ✓ | ✓ | ✓ | ✓ | live (`SELECT DISTINCT unit, vartype`); `us`, `GB`, `TB`, `h`, `d`, `16MB` also handled |
+//! | `pg_file_settings` (`sourcefile, sourceline, seqno, name, setting, applied, error`), re-reading the files at each query; SELECT and EXECUTE on `pg_show_all_file_settings()` revoked from PUBLIC | ✓ | ✓ | ✓ | ✓ | ✓ | docs `view-pg-file-settings` (13–19 pages identical); system_views.sql REVOKEs; live |
+//! | `pg_file_settings.error` texts: `syntax error` (name NULL), `unrecognized configuration parameter` (then no other entry reports an error: none is applied), `setting could not be applied` (an invalid value, or a postmaster setting that differs from the running one: the same text) | ✓ | ✓ | ✓ | ✓ | ✓ | live on 15.20, 16, 17, 18 (lines appended to postgresql.conf) |
 //! | `log_connections` vartype | bool | bool | bool | bool | string | live; security.md §3.1 (release-18.sgml) |
 //! | `pg_control_system()` EXECUTE: PUBLIC (default ACL) | ✓ | ✓ | ✓ | ✓ | ✓ | live (`proacl` NULL) |
 //! | `pg_current_wal_lsn()`, `pg_last_wal_receive_lsn()`, `pg_wal_lsn_diff()`, `mxid_age()`: PUBLIC | ✓ | ✓ | ✓ | ✓ | ✓ | live |
@@ -127,6 +129,7 @@ pub(crate) struct Probe {
     /// superuser).
     pub predefined_roles: Vec<String>,
     pub can_read_hba: bool,
+    pub can_read_file_settings: bool,
     pub can_read_authid: bool,
     pub can_control_system: bool,
 }
@@ -153,6 +156,11 @@ SELECT current_setting('server_version_num')::int4 AS version_num, \
                 AND pg_catalog.has_function_privilege( \
                   pg_catalog.to_regprocedure('pg_catalog.pg_hba_file_rules()'), 'EXECUTE'), \
                 false) AS can_read_hba, \
+       coalesce(pg_catalog.has_table_privilege( \
+                  pg_catalog.to_regclass('pg_catalog.pg_file_settings'), 'SELECT') \
+                AND pg_catalog.has_function_privilege( \
+                  pg_catalog.to_regprocedure('pg_catalog.pg_show_all_file_settings()'), 'EXECUTE'), \
+                false) AS can_read_file_settings, \
        coalesce(pg_catalog.has_column_privilege( \
                   pg_catalog.to_regclass('pg_catalog.pg_authid'), 'rolpassword', 'SELECT'), \
                 false) AS can_read_authid, \
@@ -181,6 +189,8 @@ impl Probe {
                 predefined_roles: col::<Option<Vec<String>>>(row, "predefined_roles")?
                     .unwrap_or_default(),
                 can_read_hba: col::<Option<bool>>(row, "can_read_hba")?.unwrap_or(false),
+                can_read_file_settings: col::<Option<bool>>(row, "can_read_file_settings")?
+                    .unwrap_or(false),
                 can_read_authid: col::<Option<bool>>(row, "can_read_authid")?.unwrap_or(false),
                 can_control_system: col::<Option<bool>>(row, "can_control_system")?
                     .unwrap_or(false),
@@ -255,6 +265,7 @@ pub(crate) async fn collect_with<C: DbConnector>(
         standby_rows,
         slot_rows,
         receiver_rows,
+        file_settings_rows,
     ) = tokio::join!(
         query(cluster::SSL_SQL.to_string()),
         query(cluster::server_sql(&probe)),
@@ -268,6 +279,10 @@ pub(crate) async fn collect_with<C: DbConnector>(
         query(cluster::STANDBYS_SQL.to_string()),
         query(cluster::slots_sql(probe.in_recovery)),
         query(cluster::RECEIVER_SQL.to_string()),
+        maybe(
+            probe.can_read_file_settings,
+            settings::FILE_ERRORS_SQL.to_string()
+        ),
     );
 
     // settings, settings_meta
@@ -332,6 +347,18 @@ pub(crate) async fn collect_with<C: DbConnector>(
             Some(rows) => from_rows(rows, cluster::passwords),
             None => Section::missing(
                 "needs superuser: pg_authid.rolpassword is readable only by superusers",
+            ),
+        },
+    );
+
+    // file_settings: what the configuration files would fail to apply
+    facts.insert(
+        "file_settings",
+        match file_settings_rows {
+            Some(rows) => from_rows(rows, settings::file_errors),
+            None => Section::missing(
+                "needs superuser: pg_file_settings is readable only by superusers \
+                 (or a role granted SELECT on it and EXECUTE on pg_show_all_file_settings())",
             ),
         },
     );

@@ -203,6 +203,33 @@ pub(crate) fn build(rows: &[Row]) -> Result<Settings, String> {
     Ok(out)
 }
 
+/// The entries of the configuration files (postgresql.conf, its includes,
+/// postgresql.auto.conf, as they are on disk now) that carry an error, in processing
+/// order, with the setting's context and the value the server runs with.
+pub(crate) const FILE_ERRORS_SQL: &str = "\
+SELECT f.sourcefile, f.sourceline, f.name, f.setting, f.error, s.context, \
+       CASE WHEN f.name IS NOT NULL THEN pg_catalog.current_setting(f.name, true) END AS running \
+FROM pg_catalog.pg_file_settings f \
+LEFT JOIN pg_catalog.pg_settings s ON s.name = f.name \
+WHERE f.error IS NOT NULL ORDER BY f.seqno";
+
+/// `{errors: [{file, line, name, setting, error, context, running}]}` from [`FILE_ERRORS_SQL`].
+pub(crate) fn file_errors(rows: &[Row]) -> Result<Value, String> {
+    let mut errors = Vec::new();
+    for row in rows {
+        errors.push(json!({
+            "file": col::<Option<String>>(row, "sourcefile")?,
+            "line": col::<Option<i32>>(row, "sourceline")?,
+            "name": col::<Option<String>>(row, "name")?,
+            "setting": col::<Option<String>>(row, "setting")?,
+            "error": col::<Option<String>>(row, "error")?,
+            "context": col::<Option<String>>(row, "context")?,
+            "running": col::<Option<String>>(row, "running")?,
+        }));
+    }
+    Ok(json!({ "errors": errors }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
