@@ -135,6 +135,20 @@ pub struct SourceArgs {
     /// `[releases] file`). Not with --from-facts: a snapshot keeps the table it was taken with.
     #[arg(long, value_name = "FILE")]
     pub releases: Option<PathBuf>,
+    /// Read the host facts (RAM, CPUs, kernel settings, storage, the postmaster, its
+    /// listening sockets, the firewall) on the database host over SSH (same as `[host]
+    /// ssh`), e.g. ssh://root@db1 or ssh://postgres@10.0.0.5:2222. Uses the system ssh
+    /// with BatchMode (keys or an agent, never a password prompt) and ~/.ssh/config. The
+    /// firewall needs root there (or `sudo -n`); the postmaster's sockets the postgres
+    /// user or root. Also allowed for a local server. Without it, a remote server's host
+    /// facts are not collected.
+    #[arg(long = "host", value_name = "ssh://[USER@]HOST[:PORT]", value_parser = crate::collect::remote::SshTargetParser)]
+    pub host: Option<crate::collect::remote::SshTarget>,
+    /// An ssh_config(5) option for that connection, KEY=VALUE, passed as `ssh -o`
+    /// (repeatable; added before `[host] ssh_options`, so a flag wins), e.g.
+    /// IdentityFile=/root/.ssh/audit_ed25519.
+    #[arg(long = "ssh-option", value_name = "KEY=VALUE", value_parser = crate::collect::remote::check_ssh_option)]
+    pub ssh_options: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

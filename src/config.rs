@@ -32,6 +32,8 @@ pub struct Config {
     pub pgbouncer: PgbouncerConfig,
     /// `[tls]`: the names clients use for the server (S5 name check; `--tls-name` wins).
     pub tls: TlsConfig,
+    /// `[host]`: where the host facts come from (`--host`, `--ssh-option` win).
+    pub host: HostConfig,
     spans: BTreeMap<String, (usize, usize)>,
 }
 
@@ -43,6 +45,23 @@ pub struct TlsConfig {
     /// must name each of them (libpq's verify-full rules). `--tls-name` wins.
     #[serde(default)]
     pub names: Vec<String>,
+}
+
+/// `[host]` of pgready.toml: the host facts (`host`, `sockets`, `firewall`) over SSH.
+#[derive(Debug, Default, Clone)]
+pub struct HostConfig {
+    /// `ssh = "ssh://[user@]host[:port]"`.
+    pub ssh: Option<crate::collect::remote::SshTarget>,
+    /// `ssh_options = ["KEY=VALUE", …]`, given to ssh as `-o`.
+    pub ssh_options: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    ssh: Option<String>,
+    #[serde(default, alias = "ssh-options")]
+    ssh_options: Vec<String>,
 }
 
 /// `[monitoring]` of pgready.toml.
@@ -407,6 +426,8 @@ struct Raw {
     pgbouncer: PgbouncerConfig,
     #[serde(default)]
     tls: TlsConfig,
+    #[serde(default)]
+    host: Option<Spanned<RawHost>>,
 }
 
 /// The name looked for in the current folder when `--config` is not given.
@@ -552,10 +573,28 @@ impl Config {
         {
             *rules_path = path.parent().unwrap_or(Path::new("")).join(&*rules_path);
         }
+        let mut host = HostConfig::default();
+        if let Some(h) = raw.host {
+            let at = h.span().start;
+            let h = h.into_inner();
+            if let Some(url) = &h.ssh {
+                match url.parse() {
+                    Ok(t) => host.ssh = Some(t),
+                    Err(e) => errs.push(diag(path, text, at, format!("[host] ssh: {e}"))),
+                }
+            }
+            for o in &h.ssh_options {
+                match crate::collect::remote::check_ssh_option(o) {
+                    Ok(o) => host.ssh_options.push(o),
+                    Err(e) => errs.push(diag(path, text, at, format!("[host] ssh_options: {e}"))),
+                }
+            }
+        }
         if !errs.is_empty() {
             return Err(LoadError(errs));
         }
         Ok(Config {
+            host,
             monitoring,
             pgbouncer: raw.pgbouncer,
             tls: raw.tls,

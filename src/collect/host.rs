@@ -16,11 +16,11 @@
 //! cgroup v1 memory.limit_in_bytes and cpu.cfs_quota_us/cpu.cfs_period_us, statvfs(3).
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
+use crate::collect::remote::{HostAccess, Local};
 use crate::facts::{Facts, Section};
 
 /// What the host collector needs to know about the server (from the facts already read).
@@ -77,14 +77,14 @@ impl Inputs {
     }
 }
 
-fn read(path: impl AsRef<Path>) -> Option<String> {
-    std::fs::read_to_string(path)
+fn read(a: &dyn HostAccess, path: impl AsRef<Path>) -> Option<String> {
+    a.read_to_string(path.as_ref())
         .ok()
         .map(|s| s.trim().to_string())
 }
 
-fn read_i64(path: impl AsRef<Path>) -> Option<i64> {
-    read(path)?.parse().ok()
+fn read_i64(a: &dyn HostAccess, path: impl AsRef<Path>) -> Option<i64> {
+    read(a, path)?.parse().ok()
 }
 
 /// A `/proc/meminfo` field in bytes (`kB` fields are multiplied; counts stay counts).
@@ -221,14 +221,21 @@ fn mount_of<'a>(mounts: &'a [Mount], path: &Path, dev: (u64, u64)) -> Option<&'a
 
 /// Storage class of a block device, following partitions, device-mapper and md slaves
 /// and loop devices' backing files. Returns (class, how it was found) or the reason.
-fn block_class(major: u64, minor: u64, depth: u8) -> Result<(String, String), String> {
+fn block_class(
+    a: &dyn HostAccess,
+    major: u64,
+    minor: u64,
+    depth: u8,
+) -> Result<(String, String), String> {
     if depth > 6 {
         return Err("device stack too deep".into());
     }
     let link = PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
-    let real = std::fs::canonicalize(&link).map_err(|e| format!("{}: {e}", link.display()))?;
+    let real = a
+        .canonicalize(&link)
+        .map_err(|e| format!("{}: {e}", link.display()))?;
     // A partition's parent folder is the whole disk.
-    let disk = if real.join("partition").exists() {
+    let disk = if a.exists(&real.join("partition")) {
         real.parent().map(Path::to_path_buf).unwrap_or(real.clone())
     } else {
         real.clone()
@@ -238,18 +245,20 @@ fn block_class(major: u64, minor: u64, depth: u8) -> Result<(String, String), St
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     // Stacked devices (LVM, dm-crypt, md RAID): the slowest of the devices under them.
-    let slaves: Vec<PathBuf> = std::fs::read_dir(disk.join("slaves"))
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+    let slaves_dir = disk.join("slaves");
+    let slaves: Vec<PathBuf> = a
+        .read_dir(&slaves_dir)
+        .map(|names| names.iter().map(|n| slaves_dir.join(n)).collect())
         .unwrap_or_default();
     if !slaves.is_empty() {
         let mut classes = Vec::new();
         for s in slaves {
-            let dev = read(s.join("dev")).unwrap_or_default();
+            let dev = read(a, s.join("dev")).unwrap_or_default();
             let (ma, mi) = dev
                 .split_once(':')
                 .ok_or_else(|| format!("{}: no dev", s.display()))?;
             let (ma, mi) = (ma.parse().unwrap_or(0), mi.parse().unwrap_or(0));
-            classes.push(block_class(ma, mi, depth + 1)?);
+            classes.push(block_class(a, ma, mi, depth + 1)?);
         }
         let rank = |c: &str| match c {
             "hdd" => 0,
@@ -261,18 +270,19 @@ fn block_class(major: u64, minor: u64, depth: u8) -> Result<(String, String), St
         return Ok((class, format!("{name} over {how}")));
     }
     if name.starts_with("loop") {
-        let backing = read(disk.join("loop/backing_file"))
+        let backing = read(a, disk.join("loop/backing_file"))
             .ok_or_else(|| format!("loop device {name} without a readable backing file"))?;
-        let meta = std::fs::metadata(&backing)
+        let meta = a
+            .metadata(Path::new(&backing))
             .map_err(|e| format!("backing file {backing} of {name}: {e}"))?;
-        let (ma, mi) = dev_major_minor(meta.dev());
-        let (class, how) = block_class(ma, mi, depth + 1)?;
+        let (ma, mi) = dev_major_minor(meta.dev);
+        let (class, how) = block_class(a, ma, mi, depth + 1)?;
         return Ok((class, format!("{name} (file on {how})")));
     }
     if name.starts_with("zram") || name.starts_with("ram") {
         return Err(format!("{name} is a RAM-backed device"));
     }
-    let rot = read(disk.join("queue/rotational"))
+    let rot = read(a, disk.join("queue/rotational"))
         .ok_or_else(|| format!("{} unreadable", disk.join("queue/rotational").display()))?;
     let class = match (rot.as_str(), name.starts_with("nvme")) {
         ("1", _) => "hdd",
@@ -287,21 +297,9 @@ fn block_class(major: u64, minor: u64, depth: u8) -> Result<(String, String), St
 }
 
 /// statvfs(3) of `path`: (size, available to non-root, used %, inodes, free inodes, inode used %).
-fn statvfs(path: &Path) -> Result<Map<String, Value>, String> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt as _;
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized, zeroed
-    // struct that statvfs fills; nothing is kept beyond the call.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error().to_string());
-    }
-    let frsize = st.f_frsize as i64;
-    let blocks = st.f_blocks as i64;
-    let bfree = st.f_bfree as i64;
-    let bavail = st.f_bavail as i64;
+fn statvfs(a: &dyn HostAccess, path: &Path) -> Result<Map<String, Value>, String> {
+    let st = a.statvfs(path)?;
+    let (frsize, blocks, bfree, bavail) = (st.frsize, st.blocks, st.bfree, st.bavail);
     // Like df: used / (used + available to non-root).
     let used = blocks - bfree;
     let used_pct = if used + bavail > 0 {
@@ -309,8 +307,7 @@ fn statvfs(path: &Path) -> Result<Map<String, Value>, String> {
     } else {
         0
     };
-    let files = st.f_files as i64;
-    let ffree = st.f_ffree as i64;
+    let (files, ffree) = (st.files, st.ffree);
     let inode_pct = if files > 0 {
         ((files - ffree) * 100 + files - 1) / files
     } else {
@@ -334,24 +331,25 @@ fn statvfs(path: &Path) -> Result<Map<String, Value>, String> {
 }
 
 /// Facts about one path that holds PostgreSQL data (`data` or `wal`).
-fn path_facts(role: &str, path: &Path, mounts: &[Mount]) -> Value {
+fn path_facts(a: &dyn HostAccess, role: &str, path: &Path, mounts: &[Mount]) -> Value {
     let mut m = Map::new();
     m.insert("role".into(), json!(role));
     m.insert("path".into(), json!(path.display().to_string()));
-    let meta = match std::fs::metadata(path) {
+    let meta = match a.metadata(path) {
         Ok(meta) => meta,
         Err(e) => {
             m.insert(
                 "reason".into(),
                 json!(format!(
-                    "cannot stat {}: {e} (run pgready as the postgres OS user or root)",
-                    path.display()
+                    "cannot stat {}: {e} ({})",
+                    path.display(),
+                    a.privilege_hint()
                 )),
             );
             return Value::Object(m);
         }
     };
-    let (major, minor) = dev_major_minor(meta.dev());
+    let (major, minor) = dev_major_minor(meta.dev);
     m.insert("device".into(), json!(format!("{major}:{minor}")));
     let mount = mount_of(mounts, path, (major, minor));
     m.insert(
@@ -370,8 +368,9 @@ fn path_facts(role: &str, path: &Path, mounts: &[Mount]) -> Value {
         Ok((major, minor))
     } else {
         match mount {
-            Some(x) if x.source.starts_with("/dev/") => std::fs::metadata(&x.source)
-                .map(|s| dev_major_minor(s.rdev()))
+            Some(x) if x.source.starts_with("/dev/") => a
+                .metadata(Path::new(&x.source))
+                .map(|s| dev_major_minor(s.rdev))
                 .map_err(|e| format!("{}: {e}", x.source)),
             Some(x) => Err(format!(
                 "{} file system ({}): no local block device to inspect",
@@ -380,7 +379,7 @@ fn path_facts(role: &str, path: &Path, mounts: &[Mount]) -> Value {
             None => Err("no mount found in /proc/self/mountinfo".into()),
         }
     };
-    match block.and_then(|(ma, mi)| block_class(ma, mi, 0)) {
+    match block.and_then(|(ma, mi)| block_class(a, ma, mi, 0)) {
         Ok((class, how)) => {
             m.insert("storage".into(), json!(class));
             m.insert("storage_source".into(), json!(how));
@@ -390,7 +389,7 @@ fn path_facts(role: &str, path: &Path, mounts: &[Mount]) -> Value {
             m.insert("storage_reason".into(), json!(e));
         }
     }
-    match statvfs(path) {
+    match statvfs(a, path) {
         Ok(s) => m.extend(s),
         Err(e) => {
             m.insert("reason".into(), json!(format!("statvfs: {e}")));
@@ -400,14 +399,14 @@ fn path_facts(role: &str, path: &Path, mounts: &[Mount]) -> Value {
 }
 
 /// The postmaster's PID and how it was found, or why not.
-fn find_postmaster(inputs: &Inputs) -> Result<(i64, String), String> {
+fn find_postmaster(a: &dyn HostAccess, inputs: &Inputs) -> Result<(i64, String), String> {
     let is_postgres = |pid: i64| {
-        read(format!("/proc/{pid}/comm")).is_some_and(|c| c == "postgres" || c == "postmaster")
+        read(a, format!("/proc/{pid}/comm")).is_some_and(|c| c == "postgres" || c == "postmaster")
     };
     let mut tried = Vec::new();
     if let Some(dd) = &inputs.data_directory {
         let f = Path::new(dd).join("postmaster.pid");
-        match std::fs::read_to_string(&f) {
+        match a.read_to_string(&f) {
             Ok(text) => {
                 let lines: Vec<&str> = text.lines().collect();
                 let pid: Option<i64> = lines.first().and_then(|l| l.trim().parse().ok());
@@ -433,7 +432,7 @@ fn find_postmaster(inputs: &Inputs) -> Result<(i64, String), String> {
     if let Some(port) = inputs.port {
         for dir in &inputs.socket_dirs {
             let f = Path::new(dir).join(format!(".s.PGSQL.{port}.lock"));
-            match read(&f).and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok())) {
+            match read(a, &f).and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok())) {
                 Some(pid) if is_postgres(pid) => return Ok((pid, f.display().to_string())),
                 _ => tried.push(format!("{} not readable", f.display())),
             }
@@ -442,15 +441,15 @@ fn find_postmaster(inputs: &Inputs) -> Result<(i64, String), String> {
     // Last resort: the process list (world-readable). A postmaster is a postgres process
     // whose parent is not one; it must name the data directory, or be the only one.
     let mut postmasters = Vec::new();
-    if let Ok(rd) = std::fs::read_dir("/proc") {
-        for e in rd.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
+    if let Ok(names) = a.read_dir(Path::new("/proc")) {
+        for name in names {
+            let Ok(pid) = name.parse::<i64>() else {
                 continue;
             };
             if !is_postgres(pid) {
                 continue;
             }
-            let ppid = read(format!("/proc/{pid}/status")).and_then(|s| {
+            let ppid = read(a, format!("/proc/{pid}/status")).and_then(|s| {
                 s.lines()
                     .find_map(|l| l.strip_prefix("PPid:"))
                     .and_then(|v| v.trim().parse::<i64>().ok())
@@ -458,7 +457,9 @@ fn find_postmaster(inputs: &Inputs) -> Result<(i64, String), String> {
             if ppid.is_some_and(is_postgres) {
                 continue;
             }
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = a
+                .read(Path::new(&format!("/proc/{pid}/cmdline")))
+                .unwrap_or_default();
             let args: Vec<String> = cmdline
                 .split(|b| *b == 0)
                 .map(|a| String::from_utf8_lossy(a).into_owned())
@@ -488,22 +489,23 @@ fn find_postmaster(inputs: &Inputs) -> Result<(i64, String), String> {
         postmasters.len()
     ));
     Err(format!(
-        "postmaster PID unknown: {} (run pgready as the postgres OS user or root)",
-        tried.join("; ")
+        "postmaster PID unknown: {} ({})",
+        tried.join("; "),
+        a.privilege_hint()
     ))
 }
 
 /// The postmaster's process facts.
-fn postmaster_facts(pid: i64, pid_source: &str) -> Value {
-    let limits = read(format!("/proc/{pid}/limits")).unwrap_or_default();
+fn postmaster_facts(a: &dyn HostAccess, pid: i64, pid_source: &str) -> Value {
+    let limits = read(a, format!("/proc/{pid}/limits")).unwrap_or_default();
     let open_files = limit(&limits, "Max open files");
     let memlock = limit(&limits, "Max locked memory");
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok();
+    let environ = a.read(Path::new(&format!("/proc/{pid}/environ"))).ok();
     let oom_env = environ.as_ref().map(|e| {
         e.split(|b| *b == 0)
             .any(|kv| kv.starts_with(b"PG_OOM_ADJUST_FILE="))
     });
-    let child = read(format!("/proc/{pid}/task/{pid}/children")).and_then(|c| {
+    let child = read(a, format!("/proc/{pid}/task/{pid}/children")).and_then(|c| {
         c.split_whitespace()
             .next()
             .and_then(|p| p.parse::<i64>().ok())
@@ -511,13 +513,13 @@ fn postmaster_facts(pid: i64, pid_source: &str) -> Value {
     json!({
         "pid": pid,
         "pid_source": pid_source,
-        "oom_score_adj": read_i64(format!("/proc/{pid}/oom_score_adj")),
-        "child_oom_score_adj": child.and_then(|c| read_i64(format!("/proc/{c}/oom_score_adj"))),
+        "oom_score_adj": read_i64(a, format!("/proc/{pid}/oom_score_adj")),
+        "child_oom_score_adj": child.and_then(|c| read_i64(a, format!("/proc/{c}/oom_score_adj"))),
         "oom_adjust_env": oom_env,
         "open_files_soft": open_files.map(|l| l.0),
         "open_files_hard": open_files.map(|l| l.1),
         "locked_memory_soft": memlock.map(|l| l.0),
-        "cgroup": read(format!("/proc/{pid}/cgroup")).map(|c| cgroup_paths(&c)),
+        "cgroup": read(a, format!("/proc/{pid}/cgroup")).map(|c| cgroup_paths(&c)),
     })
 }
 
@@ -570,7 +572,11 @@ fn cgroup_dirs(mounts: &[Mount], ctrl: &str, path: &str) -> Vec<PathBuf> {
 
 /// The tightest cgroup memory limit over `dirs` (v2 `memory.max`, v1
 /// `memory.limit_in_bytes`), with the file it came from.
-fn cgroup_memory_limit(dirs_v2: &[PathBuf], dirs_v1: &[PathBuf]) -> Option<(i64, String)> {
+fn cgroup_memory_limit(
+    a: &dyn HostAccess,
+    dirs_v2: &[PathBuf],
+    dirs_v1: &[PathBuf],
+) -> Option<(i64, String)> {
     let mut best: Option<(i64, String)> = None;
     let mut consider = |v: i64, f: PathBuf| {
         if best.as_ref().is_none_or(|(b, _)| v < *b) {
@@ -579,13 +585,13 @@ fn cgroup_memory_limit(dirs_v2: &[PathBuf], dirs_v1: &[PathBuf]) -> Option<(i64,
     };
     for d in dirs_v2 {
         let f = d.join("memory.max");
-        if let Some(v) = read(&f).and_then(|s| s.parse::<i64>().ok()) {
+        if let Some(v) = read(a, &f).and_then(|s| s.parse::<i64>().ok()) {
             consider(v, f);
         }
     }
     for d in dirs_v1 {
         let f = d.join("memory.limit_in_bytes");
-        if let Some(v) = read_i64(&f) {
+        if let Some(v) = read_i64(a, &f) {
             consider(v, f);
         }
     }
@@ -594,7 +600,11 @@ fn cgroup_memory_limit(dirs_v2: &[PathBuf], dirs_v1: &[PathBuf]) -> Option<(i64,
 
 /// The tightest cgroup CPU quota over `dirs` in CPUs (v2 `cpu.max`, v1
 /// `cpu.cfs_quota_us` / `cpu.cfs_period_us`), with the file it came from.
-fn cgroup_cpu_limit(dirs_v2: &[PathBuf], dirs_v1: &[PathBuf]) -> Option<(f64, String)> {
+fn cgroup_cpu_limit(
+    a: &dyn HostAccess,
+    dirs_v2: &[PathBuf],
+    dirs_v1: &[PathBuf],
+) -> Option<(f64, String)> {
     let mut best: Option<(f64, String)> = None;
     let mut consider = |v: f64, f: PathBuf| {
         if v > 0.0 && best.as_ref().is_none_or(|(b, _)| v < *b) {
@@ -603,7 +613,7 @@ fn cgroup_cpu_limit(dirs_v2: &[PathBuf], dirs_v1: &[PathBuf]) -> Option<(f64, St
     };
     for d in dirs_v2 {
         let f = d.join("cpu.max");
-        if let Some(text) = read(&f) {
+        if let Some(text) = read(a, &f) {
             let mut it = text.split_whitespace();
             if let (Some(q), Some(p)) = (it.next(), it.next())
                 && let (Ok(q), Ok(p)) = (q.parse::<f64>(), p.parse::<f64>())
@@ -615,7 +625,7 @@ fn cgroup_cpu_limit(dirs_v2: &[PathBuf], dirs_v1: &[PathBuf]) -> Option<(f64, St
     }
     for d in dirs_v1 {
         let fq = d.join("cpu.cfs_quota_us");
-        if let (Some(q), Some(p)) = (read_i64(&fq), read_i64(d.join("cpu.cfs_period_us")))
+        if let (Some(q), Some(p)) = (read_i64(a, &fq), read_i64(a, d.join("cpu.cfs_period_us")))
             && q > 0
             && p > 0
         {
@@ -625,8 +635,8 @@ fn cgroup_cpu_limit(dirs_v2: &[PathBuf], dirs_v1: &[PathBuf]) -> Option<(f64, St
     best
 }
 
-fn os_release() -> Option<String> {
-    let text = read("/etc/os-release")?;
+fn os_release(a: &dyn HostAccess) -> Option<String> {
+    let text = read(a, "/etc/os-release")?;
     text.lines()
         .find_map(|l| l.strip_prefix("PRETTY_NAME="))
         .map(|v| v.trim_matches('"').to_string())
@@ -647,10 +657,16 @@ const SYSCTLS: &[&str] = &[
 ];
 
 /// Collect the local host section.
-pub fn collect(inputs: &Inputs) -> Section {
-    let os = std::env::consts::OS;
+pub fn collect(inputs: &Inputs, a: &dyn HostAccess) -> Section {
+    let os = a.os();
+    if a.remote_user().is_some() && os != "linux" {
+        return Section::missing(format!(
+            "{} runs {os}, not Linux: its host facts are read from /proc and /sys",
+            a.source()
+        ));
+    }
     if os != "linux" {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as i64);
+        let cpus = a.available_parallelism().unwrap_or(1);
         return Section::ok(json!({
             "source": "local",
             "os": os,
@@ -658,18 +674,21 @@ pub fn collect(inputs: &Inputs) -> Section {
             "cpus_source": "available parallelism",
         }));
     }
-    let Some(meminfo) = read("/proc/meminfo") else {
-        return Section::missing("cannot read /proc/meminfo");
+    let Some(meminfo) = read(a, "/proc/meminfo") else {
+        return Section::missing(match a.failure() {
+            Some(why) => format!("cannot read /proc/meminfo: {why}"),
+            None => "cannot read /proc/meminfo".to_string(),
+        });
     };
     let Some(physical) = meminfo_total(&meminfo) else {
         return Section::missing("cannot read MemTotal from /proc/meminfo");
     };
-    let mounts = parse_mountinfo(&read("/proc/self/mountinfo").unwrap_or_default());
+    let mounts = parse_mountinfo(&read(a, "/proc/self/mountinfo").unwrap_or_default());
 
     let mut d = Map::new();
-    d.insert("source".into(), json!("local"));
+    d.insert("source".into(), json!(a.source()));
     d.insert("os".into(), json!(os));
-    let kernel = read("/proc/sys/kernel/osrelease");
+    let kernel = read(a, "/proc/sys/kernel/osrelease");
     d.insert(
         "kernel_version".into(),
         json!(kernel.as_deref().and_then(|k| {
@@ -680,11 +699,14 @@ pub fn collect(inputs: &Inputs) -> Section {
         })),
     );
     d.insert("kernel".into(), json!(kernel));
-    d.insert("os_release".into(), json!(os_release()));
-    d.insert("hostname".into(), json!(read("/proc/sys/kernel/hostname")));
+    d.insert("os_release".into(), json!(os_release(a)));
+    d.insert(
+        "hostname".into(),
+        json!(read(a, "/proc/sys/kernel/hostname")),
+    );
     d.insert(
         "virtualized".into(),
-        json!(read("/proc/cpuinfo").map(|c| {
+        json!(read(a, "/proc/cpuinfo").map(|c| {
             c.lines()
                 .filter(|l| l.starts_with("flags"))
                 .any(|l| l.split_whitespace().any(|f| f == "hypervisor"))
@@ -692,19 +714,19 @@ pub fn collect(inputs: &Inputs) -> Section {
     );
 
     // The postmaster and its cgroups.
-    let postmaster = find_postmaster(inputs);
+    let postmaster = find_postmaster(a, inputs);
     let (pm, pm_reason) = match &postmaster {
-        Ok((pid, src)) => (postmaster_facts(*pid, src), Value::Null),
+        Ok((pid, src)) => (postmaster_facts(a, *pid, src), Value::Null),
         Err(e) => (Value::Null, json!(e)),
     };
     let cg_text = match &postmaster {
-        Ok((pid, _)) => read(format!("/proc/{pid}/cgroup")),
-        Err(_) => read("/proc/self/cgroup"),
+        Ok((pid, _)) => read(a, format!("/proc/{pid}/cgroup")),
+        Err(_) => read(a, "/proc/self/cgroup"),
     };
     let cg_owner = if postmaster.is_ok() {
         "the postmaster"
     } else {
-        "pgready"
+        a.self_name()
     };
     let cg = cgroup_paths(&cg_text.unwrap_or_default());
     let v2 = cg
@@ -721,7 +743,7 @@ pub fn collect(inputs: &Inputs) -> Section {
         .unwrap_or_default();
 
     // RAM: the cgroup limit when it is below the physical memory.
-    let limit = cgroup_memory_limit(&v2, &v1_mem).filter(|(l, _)| *l > 0 && *l < physical);
+    let limit = cgroup_memory_limit(a, &v2, &v1_mem).filter(|(l, _)| *l > 0 && *l < physical);
     d.insert("physical_mem_bytes".into(), json!(physical));
     d.insert(
         "mem_bytes".into(),
@@ -744,17 +766,17 @@ pub fn collect(inputs: &Inputs) -> Section {
     );
 
     // CPUs: online CPUs, the postmaster's affinity, the cgroup quota; the smallest wins.
-    let online = read("/sys/devices/system/cpu/online").and_then(|l| cpu_list_count(&l));
+    let online = read(a, "/sys/devices/system/cpu/online").and_then(|l| cpu_list_count(&l));
     let affinity = match &postmaster {
-        Ok((pid, _)) => read(format!("/proc/{pid}/status")),
-        Err(_) => read("/proc/self/status"),
+        Ok((pid, _)) => read(a, format!("/proc/{pid}/status")),
+        Err(_) => read(a, "/proc/self/status"),
     }
     .and_then(|s| {
         s.lines()
             .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
             .and_then(cpu_list_count)
     });
-    let quota = cgroup_cpu_limit(&v2, &v1_cpu);
+    let quota = cgroup_cpu_limit(a, &v2, &v1_cpu);
     let mut cpus: Option<(i64, String, &str)> = online.map(|n| {
         (
             n,
@@ -779,7 +801,7 @@ pub fn collect(inputs: &Inputs) -> Section {
     }
     let cpus = cpus.unwrap_or_else(|| {
         (
-            std::thread::available_parallelism().map_or(1, |n| n.get() as i64),
+            a.available_parallelism().unwrap_or(1),
             "available parallelism".into(),
             "available parallelism",
         )
@@ -793,14 +815,14 @@ pub fn collect(inputs: &Inputs) -> Section {
     let mut sysctl = Map::new();
     for name in SYSCTLS {
         let path = format!("/proc/sys/{}", name.replace('.', "/"));
-        sysctl.insert(name.to_string(), json!(read_i64(&path)));
+        sysctl.insert(name.to_string(), json!(read_i64(a, &path)));
     }
     d.insert("sysctl".into(), Value::Object(sysctl));
     d.insert(
         "thp".into(),
         json!({
-            "enabled": read("/sys/kernel/mm/transparent_hugepage/enabled").and_then(|t| bracketed(&t)),
-            "defrag": read("/sys/kernel/mm/transparent_hugepage/defrag").and_then(|t| bracketed(&t)),
+            "enabled": read(a, "/sys/kernel/mm/transparent_hugepage/enabled").and_then(|t| bracketed(&t)),
+            "defrag": read(a, "/sys/kernel/mm/transparent_hugepage/defrag").and_then(|t| bracketed(&t)),
         }),
     );
     d.insert(
@@ -826,15 +848,15 @@ pub fn collect(inputs: &Inputs) -> Section {
     match &inputs.data_directory {
         Some(dd) => {
             let data = PathBuf::from(dd);
-            paths.push(path_facts("data", &data, &mounts));
+            paths.push(path_facts(a, "data", &data, &mounts));
             let wal = data.join("pg_wal");
-            match std::fs::canonicalize(&wal) {
-                Ok(real) => paths.push(path_facts("wal", &real, &mounts)),
+            match a.canonicalize(&wal) {
+                Ok(real) => paths.push(path_facts(a, "wal", &real, &mounts)),
                 Err(e) => {
                     paths_reason = json!(format!(
-                        "cannot resolve {}: {e} (pg_wal lies under the 0700 data directory: run \
-                         pgready as the postgres OS user or root)",
-                        wal.display()
+                        "cannot resolve {}: {e} (pg_wal lies under the 0700 data directory: {})",
+                        wal.display(),
+                        a.privilege_hint()
                     ));
                 }
             }
@@ -887,7 +909,12 @@ pub fn collect(inputs: &Inputs) -> Section {
     );
     d.insert("paths".into(), Value::Array(paths));
     d.insert("paths_reason".into(), paths_reason);
-    Section::ok(Value::Object(d))
+    let mut data = Value::Object(d);
+    crate::collect::remote::mark_sources(&mut data, a);
+    match a.failure() {
+        Some(why) => Section::missing(why),
+        None => Section::ok(data),
+    }
 }
 
 #[cfg(test)]
@@ -953,7 +980,7 @@ mod tests {
 
     #[test]
     fn local_host_has_memory_and_cpus() {
-        let s = collect(&Inputs::default());
+        let s = collect(&Inputs::default(), &Local);
         assert!(s.collected, "{s:?}");
         assert!(s.data["cpus"].as_i64().unwrap_or(0) >= 1);
         if cfg!(target_os = "linux") {
@@ -985,14 +1012,14 @@ pub fn names_this_machine(host: &str) -> bool {
     if lower == "localhost" || lower.ends_with(".localhost") || lower == "localhost.localdomain" {
         return true;
     }
-    if let Some(own) = read("/proc/sys/kernel/hostname") {
+    if let Some(own) = read(&Local, "/proc/sys/kernel/hostname") {
         let own = own.trim().to_ascii_lowercase();
         let short = |s: &str| s.split('.').next().unwrap_or("").to_string();
         if !own.is_empty() && (own == lower || short(&own) == lower || own == short(&lower)) {
             return true;
         }
     }
-    read("/etc/hosts").is_some_and(|text| {
+    read(&Local, "/etc/hosts").is_some_and(|text| {
         hosts_addresses(&text, &lower)
             .into_iter()
             .any(address_is_local)
@@ -1074,7 +1101,7 @@ mod this_machine_tests {
         ] {
             assert!(names_this_machine(h), "{h}");
         }
-        if let Some(own) = read("/proc/sys/kernel/hostname") {
+        if let Some(own) = read(&Local, "/proc/sys/kernel/hostname") {
             assert!(names_this_machine(own.trim()), "{own}");
         }
         for ip in interface_addresses() {

@@ -8,6 +8,7 @@ pub mod monitoring;
 pub mod network;
 pub mod pgbouncer;
 pub mod postgres;
+pub mod remote;
 pub mod tls;
 
 use std::time::Instant;
@@ -318,19 +319,10 @@ pub async fn collect(
         )
         .await,
     );
-    let host = if target.is_local() {
-        host::collect(&host::Inputs::from_facts(&facts))
-    } else {
-        Section::missing("server is remote (host facts need SSH, not yet supported)")
-    };
+    // The host facts and the sockets and firewall (S1, S2): over SSH when asked, else on
+    // this machine when the server runs here.
+    let (host, sockets, firewall) = host_sections(target, inputs, &facts);
     facts.insert("host", host);
-    // The sockets the postmaster listens on and the host firewall (S1, S2).
-    let (sockets, firewall) = if target.is_local() {
-        network::collect(&facts)
-    } else {
-        let why = "server is remote (host facts need SSH, not yet supported)";
-        (Section::missing(why), Section::missing(why))
-    };
     facts.insert("sockets", sockets);
     facts.insert("firewall", firewall);
     // The backup tool's view of this cluster (B1, B2, B4–B6), matched by system identifier.
@@ -353,6 +345,57 @@ pub async fn collect(
     add_offline_sections(&mut facts, config, inputs.context);
     facts.duration_ms = started.elapsed().as_millis() as u64;
     Ok(facts)
+}
+
+/// `host`, `sockets` and `firewall`, read through SSH (`--host`, `[host] ssh`), locally
+/// for a local server, else not collected with the reason.
+fn host_sections(
+    target: &Target,
+    inputs: &Inputs<'_>,
+    facts: &Facts,
+) -> (Section, Section, Section) {
+    let ssh = inputs
+        .sources
+        .host
+        .as_ref()
+        .or(inputs.config.host.ssh.as_ref());
+    let host_inputs = host::Inputs::from_facts(facts);
+    let Some(ssh) = ssh else {
+        if target.is_local() {
+            let (sockets, firewall) = network::collect(facts, &remote::Local);
+            return (
+                host::collect(&host_inputs, &remote::Local),
+                sockets,
+                firewall,
+            );
+        }
+        let why = "server is remote (host facts need SSH: --host ssh://[user@]host, or `[host] \
+                   ssh` in pgready.toml)";
+        return (
+            Section::missing(why),
+            Section::missing(why),
+            Section::missing(why),
+        );
+    };
+    let options: Vec<String> = inputs
+        .sources
+        .ssh_options
+        .iter()
+        .chain(&inputs.config.host.ssh_options)
+        .cloned()
+        .collect();
+    match remote::Ssh::connect(ssh, &options) {
+        Ok(access) => {
+            let host = host::collect(&host_inputs, &access);
+            let (sockets, firewall) = network::collect(facts, &access);
+            (host, sockets, firewall)
+        }
+        Err(why) => (
+            Section::missing(why.clone()),
+            Section::missing(why.clone()),
+            Section::missing(why),
+        ),
+    }
 }
 
 /// The sections that come from pgready's own inputs, not from the server: evidence

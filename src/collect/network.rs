@@ -22,10 +22,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::collect::remote::HostAccess;
 use crate::facts::{Facts, Section};
 
 // ------------------------------------------------------------------ sockets
@@ -106,16 +107,17 @@ fn decode_v6(hex: &str) -> Option<String> {
 }
 
 /// The postmaster's pid from `<data_directory>/postmaster.pid` (first line), if it runs.
-fn postmaster_pid(data_directory: &str) -> Result<u32, String> {
+fn postmaster_pid(a: &dyn HostAccess, data_directory: &str) -> Result<u32, String> {
     let file = Path::new(data_directory).join("postmaster.pid");
-    let text = std::fs::read_to_string(&file)
+    let text = a
+        .read_to_string(&file)
         .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let pid: u32 = text
         .lines()
         .next()
         .and_then(|l| l.trim().parse().ok())
         .ok_or_else(|| format!("{} has no pid on its first line", file.display()))?;
-    if !Path::new(&format!("/proc/{pid}")).exists() {
+    if !a.exists(Path::new(&format!("/proc/{pid}"))) {
         return Err(format!(
             "{} names pid {pid}, which does not run",
             file.display()
@@ -125,12 +127,14 @@ fn postmaster_pid(data_directory: &str) -> Result<u32, String> {
 }
 
 /// Socket inodes held open by a process (`/proc/<pid>/fd/* -> socket:[N]`).
-fn socket_inodes(pid: u32) -> Result<BTreeSet<u64>, String> {
+fn socket_inodes(a: &dyn HostAccess, pid: u32) -> Result<BTreeSet<u64>, String> {
     let dir = format!("/proc/{pid}/fd");
-    let rd = std::fs::read_dir(&dir).map_err(|e| format!("cannot list {dir}: {e}"))?;
-    Ok(rd
-        .filter_map(Result::ok)
-        .filter_map(|e| std::fs::read_link(e.path()).ok())
+    let names = a
+        .read_dir(Path::new(&dir))
+        .map_err(|e| format!("cannot list {dir}: {e}"))?;
+    Ok(names
+        .iter()
+        .filter_map(|n| a.read_link(&Path::new(&dir).join(n)).ok())
         .filter_map(|t| {
             let t = t.to_string_lossy().to_string();
             t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
@@ -139,10 +143,14 @@ fn socket_inodes(pid: u32) -> Result<BTreeSet<u64>, String> {
 }
 
 /// The `sockets` section from the listeners on `port`.
-fn sockets_section(port: u16, data_directory: Option<&str>) -> (Section, Vec<Listener>) {
+fn sockets_section(
+    a: &dyn HostAccess,
+    port: u16,
+    data_directory: Option<&str>,
+) -> (Section, Vec<Listener>) {
     let mut all = Vec::new();
     for (path, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
-        match std::fs::read_to_string(path) {
+        match a.read_to_string(Path::new(path)) {
             Ok(t) => all.extend(parse_proc_net_tcp(&t, v6)),
             // No IPv6 in this kernel: nothing can listen there.
             Err(_) if v6 => {}
@@ -156,7 +164,7 @@ fn sockets_section(port: u16, data_directory: Option<&str>) -> (Section, Vec<Lis
     }
     let on_port: Vec<Listener> = all.into_iter().filter(|l| l.port == port).collect();
     let owner = match data_directory {
-        Some(d) => postmaster_pid(d).and_then(|pid| Ok((pid, socket_inodes(pid)?))),
+        Some(d) => postmaster_pid(a, d).and_then(|pid| Ok((pid, socket_inodes(a, pid)?))),
         None => Err("data_directory is not visible to the audit role".to_string()),
     };
     let (pid, matched_by, note, kept) = match owner {
@@ -172,7 +180,8 @@ fn sockets_section(port: u16, data_directory: Option<&str>) -> (Section, Vec<Lis
             None,
             "port",
             Some(format!(
-                "listeners matched by port only ({why}); run pgready as the postgres OS user or root to match the postmaster's own sockets"
+                "listeners matched by port only ({why}); {} to match the postmaster's own sockets",
+                a.privilege_hint()
             )),
             on_port,
         ),
@@ -196,6 +205,7 @@ fn sockets_section(port: u16, data_directory: Option<&str>) -> (Section, Vec<Lis
         .map(display_socket)
         .collect();
     let data = json!({
+        "source": a.source(),
         "port": port,
         "postmaster_pid": pid,
         "matched_by": matched_by,
@@ -931,9 +941,28 @@ pub fn parse_iptables_save(text: &str, ipv6: bool, rs: &mut Ruleset) {
 
 // ------------------------------------------------------------------ running the tools
 
-fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
-    match Command::new(cmd).args(args).output() {
-        Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).to_string()),
+/// How long a firewall tool may run.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Run a firewall tool; over SSH as another user than root, through `sudo -n` (never a
+/// password prompt).
+fn run(a: &dyn HostAccess, cmd: &str, args: &[&str]) -> Result<String, String> {
+    let sudo_args: Vec<&str>;
+    let (prog, argv) = match a.remote_user() {
+        Some((_, false)) => {
+            sudo_args = ["-n", cmd].iter().chain(args).copied().collect();
+            ("sudo", sudo_args.as_slice())
+        }
+        _ => (cmd, args),
+    };
+    let shown = [prog]
+        .iter()
+        .chain(argv)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    match a.run(prog, argv, TOOL_TIMEOUT) {
+        Ok(out) if out.success => Ok(String::from_utf8_lossy(&out.stdout).to_string()),
         Ok(out) => {
             let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
             let hint = if err.contains("ermission") || err.contains("not permitted") {
@@ -941,12 +970,25 @@ fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
             } else {
                 ""
             };
-            Err(format!("`{cmd} {}` failed: {err}{hint}", args.join(" ")))
+            Err(format!("`{shown}` failed: {err}{hint}"))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(format!("{cmd} is not installed"))
-        }
-        Err(e) => Err(format!("cannot run {cmd}: {e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(match a.remote_user() {
+            Some(_) => e.to_string(),
+            None => format!("{prog} is not installed"),
+        }),
+        Err(e) => Err(format!("cannot run {prog}: {e}")),
+    }
+}
+
+/// What to do when the firewall cannot be read.
+fn firewall_hint(a: &dyn HostAccess) -> String {
+    match a.remote_user() {
+        Some((user, false)) => format!(
+            "ssh as root, or let {user} run `sudo -n nft -j list ruleset` (or iptables-save and \
+             ip6tables-save) without a password"
+        ),
+        Some((_, true)) => "install nftables or iptables on the database host".to_string(),
+        None => "install nftables or iptables, run pgready as root".to_string(),
     }
 }
 
@@ -964,9 +1006,9 @@ fn uses_xt(rs: &Ruleset) -> bool {
 /// has such rules, the `ip filter`/`ip6 filter` tables are taken from iptables-save and
 /// ip6tables-save instead, and the other nftables tables are kept.
 /// Returns the ruleset and what was tried.
-pub fn read_firewall() -> (Option<Ruleset>, Vec<String>) {
+pub fn read_firewall(a: &dyn HostAccess) -> (Option<Ruleset>, Vec<String>) {
     let mut tried = Vec::new();
-    let nft = match run("nft", &["-j", "list", "ruleset"]).and_then(|t| parse_nft_json(&t)) {
+    let nft = match run(a, "nft", &["-j", "list", "ruleset"]).and_then(|t| parse_nft_json(&t)) {
         Ok(rs) => Some(rs),
         Err(e) => {
             tried.push(e);
@@ -985,12 +1027,13 @@ pub fn read_firewall() -> (Option<Ruleset>, Vec<String>) {
     };
     let mut ipt_ok = false;
     for (cmd, v6) in [("iptables-save", false), ("ip6tables-save", true)] {
-        match run(cmd, &[]) {
+        match run(a, cmd, &[]) {
             Ok(t) => {
                 parse_iptables_save(&t, v6, &mut ipt);
                 ipt_ok = true;
             }
-            Err(e) => tried.push(e),
+            Err(e) if !tried.contains(&e) => tried.push(e),
+            Err(_) => {}
         }
     }
     match nft {
@@ -1026,6 +1069,7 @@ pub fn firewall_section(
     tried: &[String],
     port: u16,
     needed: bool,
+    hint: &str,
 ) -> Section {
     let Some(rs) = ruleset else {
         let why = if tried.is_empty() {
@@ -1034,15 +1078,13 @@ pub fn firewall_section(
             tried.join("; ")
         };
         if needed {
-            return Section::missing(format!(
-                "cannot read the host firewall: {why} (install nftables or iptables, run pgready as root)"
-            ));
+            return Section::missing(format!("cannot read the host firewall: {why} ({hint})"));
         }
         return Section::ok(json!({
             "tool": null,
             "read": false,
             "needed": false,
-            "reason": format!("PostgreSQL listens on loopback only; the firewall was not readable: {why}"),
+            "reason": format!("PostgreSQL listens on loopback only; the firewall was not readable: {why} ({hint})"),
             "port": port,
         }));
     };
@@ -1095,7 +1137,7 @@ pub fn firewall_section(
 
 /// Collect `sockets` and `firewall` for a local server, from what the SQL collector found
 /// (the port and the data directory).
-pub fn collect(facts: &Facts) -> (Section, Section) {
+pub fn collect(facts: &Facts, a: &dyn HostAccess) -> (Section, Section) {
     let settings = facts.section("settings").filter(|s| s.collected);
     let port = settings
         .and_then(|s| s.data.get("port"))
@@ -1110,7 +1152,7 @@ pub fn collect(facts: &Facts) -> (Section, Section) {
         .and_then(|s| s.data.get("data_directory"))
         .and_then(Value::as_str)
         .map(str::to_string);
-    let (sockets, kept) = sockets_section(port, data_directory.as_deref());
+    let (sockets, kept) = sockets_section(a, port, data_directory.as_deref());
     if !sockets.collected {
         let why = format!(
             "the listening sockets are unknown: {}",
@@ -1119,8 +1161,15 @@ pub fn collect(facts: &Facts) -> (Section, Section) {
         return (sockets, Section::missing(why));
     }
     let needed = kept.iter().any(|l| !l.loopback());
-    let (rs, tried) = read_firewall();
-    (sockets, firewall_section(rs.as_ref(), &tried, port, needed))
+    let (rs, tried) = read_firewall(a);
+    let mut firewall = firewall_section(rs.as_ref(), &tried, port, needed, &firewall_hint(a));
+    if let Value::Object(m) = &mut firewall.data {
+        m.insert("source".into(), json!(a.source()));
+    }
+    match a.failure() {
+        Some(why) => (Section::missing(why.clone()), Section::missing(why)),
+        None => (sockets, firewall),
+    }
 }
 
 #[cfg(test)]
