@@ -482,3 +482,50 @@ fn an_unprivileged_ssh_user_cannot_read_the_firewall() {
         assert!(reason.contains("ssh as root"), "{reason}");
     }
 }
+
+#[test]
+fn an_unprivileged_ssh_user_is_told_how_to_read_an_exposed_servers_firewall() {
+    let rig = rig();
+    // A server of this test's own that listens on every address: the firewall matters.
+    let name = format!("host-ssh-open-{}", std::process::id());
+    let uri = common::start_own(&name, 18, "default").unwrap_or_else(|e| panic!("{e}"));
+    let stop = || {
+        let _ = common::sandbox(&["stop", &name]);
+    };
+    let prepared = common::sandbox_ok(&["sql", &name, "ALTER SYSTEM SET listen_addresses = '*'"])
+        .and_then(|_| common::sandbox_ok(&["restart", &name]));
+    if let Err(e) = prepared {
+        stop();
+        panic!("{e}");
+    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgready"));
+    cmd.arg("facts").arg(&uri).args(rig.flags(USER, "id_user"));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("PG") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd.output();
+    stop();
+    let out = common::ok(out.unwrap_or_else(|e| panic!("{e}")), "pgready facts");
+    let f: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    let sockets = section(&f, "sockets");
+    assert!(
+        sockets["data"]["exposed"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty()),
+        "{sockets}"
+    );
+    let fw = section(&f, "firewall");
+    assert_eq!(fw["collected"], Value::Bool(false), "{fw}");
+    let reason = fw["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("cannot read the host firewall")
+            && reason.contains("sudo")
+            && reason.contains("ssh as root")
+            && reason.contains(USER),
+        "{reason}"
+    );
+    // The other host facts are still read.
+    assert_eq!(section(&f, "host")["collected"], Value::Bool(true));
+}
