@@ -71,6 +71,7 @@ pub(crate) fn collect_live(
     config: &Config,
     ctx: &ContextArgs,
     sources: &SourceArgs,
+    queries: &[crate::collect::postgres::queries::UserQuery],
 ) -> Result<Facts, Failure> {
     let target =
         Target::resolve(conn.conninfo.as_deref()).map_err(|e| Failure::Input(e.to_string()))?;
@@ -87,6 +88,7 @@ pub(crate) fn collect_live(
                 config,
                 context: &context_flags(ctx),
                 sources,
+                queries,
             },
         ))
         .map_err(|e| Failure::Audit(e.to_string()))
@@ -148,7 +150,7 @@ fn audit(a: &AuditArgs) -> Result<ExitCode, Failure> {
     }
     let facts = match &a.from_facts {
         Some(path) => read_facts(path)?,
-        None => collect_live(&a.conn, &config, &a.context, &a.sources)?,
+        None => collect_live(&a.conn, &config, &a.context, &a.sources, &pack.queries())?,
     };
     if let Some(path) = &a.save_facts {
         write_facts(&facts, Some(path))?;
@@ -179,8 +181,10 @@ fn audit(a: &AuditArgs) -> Result<ExitCode, Failure> {
 }
 
 fn facts(a: &FactsArgs) -> Result<ExitCode, Failure> {
+    // The rule pack is loaded for its queries (`[rule.query]`), whose rows the snapshot keeps.
+    let pack = crate::rules::load(&a.rules)?;
     let config = Config::load(a.config.as_deref())?;
-    let facts = collect_live(&a.conn, &config, &a.context, &a.sources)?;
+    let facts = collect_live(&a.conn, &config, &a.context, &a.sources, &pack.queries())?;
     write_facts(&facts, a.output.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -200,6 +200,10 @@ pub struct FactsArgs {
     /// The team's pgready.toml (its evidence and context are part of the snapshot).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// A folder of extra rule files (repeatable): the rows of their own queries
+    /// (`[rule.query]`) are collected into the snapshot.
+    #[arg(long, value_name = "DIR")]
+    pub rules: Vec<PathBuf>,
     #[command(flatten)]
     pub context: ContextArgs,
     #[command(flatten)]

@@ -160,6 +160,14 @@ fn judge_rule(
     facts: &Facts,
     params: &Value,
 ) -> (Outcome, Option<String>) {
+    // A rule with its own query reads its rows (from the `queries` section).
+    let query = match rule.query.as_ref().map(|_| query_rows(rule, facts)) {
+        Some(Ok(q)) => Some(q),
+        Some(Err(reason)) => return (Outcome::Status(Status::NotEvaluated, Some(reason)), None),
+        None => None,
+    };
+    let rows = query.as_ref().map(|q| &q.0);
+    let scope = &Evaluator { scope, rows };
     // A rule that does not apply needs none of its other facts: when `when` is false on
     // what was collected (missing sections are null, so `context.deployment == 'managed'
     // || host.x` decides without the host), the rule is not applicable even if a section
@@ -199,6 +207,9 @@ fn judge_rule(
                 );
             }
         }
+    }
+    if let Some((_, errors)) = &query {
+        partial.extend(errors.iter().map(|e| format!("the rule's query: {e}")));
     }
     let failed = |key: &str, e: EvalError| -> Outcome {
         match e {
@@ -293,8 +304,66 @@ fn judge_rule(
     (outcome, actual)
 }
 
-fn render_actual(a: &Compiled, scope: &Scope<'_>, params: &Value) -> Option<String> {
+fn render_actual(a: &Compiled, scope: &Evaluator<'_, '_>, params: &Value) -> Option<String> {
     scope.eval(a, params).ok().map(|v| display(&v))
+}
+
+/// The fact scope, plus a query rule's rows.
+struct Evaluator<'s, 'a> {
+    scope: &'s Scope<'a>,
+    rows: Option<&'s Value>,
+}
+
+impl Evaluator<'_, '_> {
+    fn eval(&self, expr: &Compiled, params: &Value) -> Result<Value, EvalError> {
+        self.scope.eval_with(expr, params, self.rows)
+    }
+}
+
+/// The rows a query rule reads, and what kept part of them from being read (a database
+/// that failed, rows cut off), from the `queries` section; or why there are none.
+fn query_rows(rule: &Rule, facts: &Facts) -> Result<(Value, Vec<String>), String> {
+    let section = facts
+        .section("queries")
+        .filter(|s| s.collected)
+        .ok_or_else(|| {
+            format!(
+                "queries not collected: {}",
+                facts
+                    .section("queries")
+                    .and_then(|s| s.reason.as_deref())
+                    .unwrap_or("the facts have no queries section")
+            )
+        })?;
+    let Some(entry) = section.data.get(&rule.id) else {
+        return Err(
+            "the facts hold no result of this rule's query (they were collected without this rule: \
+             audit live, or write the snapshot with `pgready facts` and the same rules)"
+                .to_string(),
+        );
+    };
+    let errors: Vec<String> = entry["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    match entry.get("rows").and_then(serde_json::Value::as_array) {
+        Some(rows) if !rows.is_empty() || errors.is_empty() => Ok((
+            expr::to_cel(&serde_json::Value::Array(rows.clone())),
+            errors,
+        )),
+        _ => Err(format!(
+            "the rule's query failed: {}",
+            if errors.is_empty() {
+                "no rows recorded".to_string()
+            } else {
+                errors.join("; ")
+            }
+        )),
+    }
 }
 
 /// A value as the report shows it: strings bare, the rest as compact JSON.

@@ -146,4 +146,5 @@ pub const SECTIONS: &[&str] = &[
     "alerts",
     "log_shipping",
     "pooling",
+    "queries",
 ];

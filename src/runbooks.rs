@@ -144,7 +144,8 @@ fn init(a: &RunbooksInitArgs) -> Result<ExitCode, Failure> {
             )));
         }
     }
-    let facts = crate::app::collect_live(&a.conn, &config, &ContextArgs::default(), &a.sources)?;
+    let facts =
+        crate::app::collect_live(&a.conn, &config, &ContextArgs::default(), &a.sources, &[])?;
     std::fs::create_dir_all(dir)
         .map_err(|e| Failure::Input(format!("cannot create the folder {}: {e}", dir.display())))?;
     let existing = crate::collect::docs::read_folder(dir).map_err(Failure::Input)?;

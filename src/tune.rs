@@ -638,7 +638,7 @@ pub fn run(a: &TuneArgs) -> Result<ExitCode, Failure> {
     config.validate(&pack)?;
     let facts = match &a.from_facts {
         Some(path) => crate::app::read_facts(path)?,
-        None => crate::app::collect_live(&a.conn, &config, &a.context, &a.sources)?,
+        None => crate::app::collect_live(&a.conn, &config, &a.context, &a.sources, &[])?,
     };
     let tuning = recommend(&pack, &facts, &config, a.all);
     if !tuning.not_evaluated.is_empty() {

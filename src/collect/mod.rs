@@ -250,6 +250,8 @@ pub struct Inputs<'a> {
     pub context: &'a ContextConfig,
     /// Flags naming the other sources (backup tools, monitoring, runbooks, …).
     pub sources: &'a SourceArgs,
+    /// The rules' own queries (`[rule.query]`), run on the audit session.
+    pub queries: &'a [postgres::queries::UserQuery],
 }
 
 /// Collect every section for `target`.
@@ -272,6 +274,11 @@ pub async fn collect(
     postgres::collect(&client, target, opts, &mut facts)
         .await
         .map_err(|e| AuditError::Collect(e.to_string()))?;
+    // The rules' own SQL, after every built-in query.
+    facts.insert(
+        "queries",
+        postgres::collect_queries(&client, target, opts, inputs.queries).await,
+    );
     // pg_stat_statements' own counters (M1) and the connection load and pooler (C9).
     facts.insert("statements", monitoring::collect_statements(&client).await);
     let pooling = match pgbouncer::console(inputs.sources, config) {

@@ -51,6 +51,7 @@ mod autovacuum;
 mod cluster;
 mod databases;
 mod hba;
+pub mod queries;
 mod security;
 mod settings;
 
@@ -77,6 +78,17 @@ pub async fn collect(
 ) -> Result<(), CollectError> {
     let connector = TargetConnector { target, opts };
     collect_with(client, &connector, facts).await
+}
+
+/// Run the rules' own queries (`[rule.query]`) on the audit session (and, for
+/// `each_database` ones, on a session per database): the `queries` section.
+pub async fn collect_queries(
+    client: &Client,
+    target: &Target,
+    opts: &SessionOptions,
+    queries: &[queries::UserQuery],
+) -> Section {
+    queries::collect(client, &TargetConnector { target, opts }, queries).await
 }
 
 /// Opens a session on another database of the audited server.

@@ -402,8 +402,21 @@ impl<'a> Scope<'a> {
 
     /// Evaluate `expr` with `params` bound in a child scope.
     pub fn eval(&self, expr: &Compiled, params: &Value) -> Result<Value, EvalError> {
+        self.eval_with(expr, params, None)
+    }
+
+    /// [`Scope::eval`] with `rows` (the result of a rule's own query) bound too.
+    pub fn eval_with(
+        &self,
+        expr: &Compiled,
+        params: &Value,
+        rows: Option<&Value>,
+    ) -> Result<Value, EvalError> {
         let mut child = self.ctx.new_inner_scope();
         child.add_variable_from_value("params", params.clone());
+        if let Some(rows) = rows {
+            child.add_variable_from_value("rows", rows.clone());
+        }
         expr.program.execute(&child).map_err(|e| match e {
             ExecutionError::NoSuchKey(k) => EvalError::NoSuchKey(k.to_string()),
             other => EvalError::Other(other.to_string()),

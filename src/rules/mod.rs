@@ -190,7 +190,97 @@ pub struct Rule {
     pub params: serde_json::Map<String, serde_json::Value>,
     /// Fact sections the rule reads (derived from its expressions, plus `requires`).
     pub sections: BTreeSet<String>,
+    /// `[rule.query]`: the rule's own read-only SQL, whose rows its expressions read as
+    /// `rows` (collected into the `queries` section).
+    pub query: Option<Query>,
     pub location: Location,
+}
+
+/// A rule's own SQL (`[rule.query]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    /// One read-only query (SELECT, WITH, VALUES or TABLE), without a trailing `;`.
+    pub sql: String,
+    /// Run once (`cluster`), or in every database pgready can connect to
+    /// (`each_database`, each row then carrying a `database` key).
+    pub each_database: bool,
+}
+
+/// Check that `sql` is one read-only query and return it without its trailing `;`.
+///
+/// It is run as a subquery, `SELECT to_jsonb(q) FROM (<sql>) q`, in a read-only
+/// transaction, with the extended protocol (which refuses several statements): anything
+/// but a query fails there anyway; this says so at load time, before any connection.
+pub fn check_query_sql(sql: &str) -> Result<String, String> {
+    let body = sql
+        .trim()
+        .trim_end_matches(|c: char| c == ';' || c.is_whitespace());
+    // Skip leading comments to find the first keyword.
+    let mut rest = body;
+    loop {
+        rest = rest.trim_start();
+        if let Some(r) = rest.strip_prefix("--") {
+            rest = r.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(r) = rest.strip_prefix("/*") {
+            rest = r.split_once("*/").map_or("", |(_, after)| after);
+        } else {
+            break;
+        }
+    }
+    let word: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if !["select", "with", "values", "table"].contains(&word.as_str()) {
+        return Err(format!(
+            "must be one read-only query starting with SELECT, WITH, VALUES or TABLE{}",
+            if word.is_empty() {
+                String::new()
+            } else {
+                format!(", not {}", word.to_ascii_uppercase())
+            }
+        ));
+    }
+    if body.contains(';') && body.matches(';').count() > quoted_semicolons(body) {
+        return Err("must be one query: it contains `;` outside a string".to_string());
+    }
+    Ok(body.to_string())
+}
+
+/// The `;` inside single-quoted strings, double-quoted names or comments of `sql`.
+fn quoted_semicolons(sql: &str) -> usize {
+    let (mut n, mut quote, mut chars) = (0, None::<char>, sql.chars().peekable());
+    let mut line_comment = false;
+    let mut block_comment = false;
+    while let Some(c) = chars.next() {
+        if line_comment {
+            line_comment = c != '\n';
+            n += usize::from(c == ';');
+            continue;
+        }
+        if block_comment {
+            if c == '*' && chars.peek() == Some(&'/') {
+                chars.next();
+                block_comment = false;
+            }
+            n += usize::from(c == ';');
+            continue;
+        }
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), ';') => n += 1,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '-') if chars.peek() == Some(&'-') => line_comment = true,
+            (None, '/') if chars.peek() == Some(&'*') => {
+                chars.next();
+                block_comment = true;
+            }
+            _ => {}
+        }
+    }
+    n
 }
 
 impl Rule {
@@ -270,6 +360,22 @@ impl RulePack {
     pub fn get(&self, id: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| r.id == id)
     }
+
+    /// The rules' own queries (`[rule.query]`), for the collector.
+    pub fn queries(&self) -> Vec<crate::collect::postgres::queries::UserQuery> {
+        self.rules
+            .iter()
+            .filter_map(|r| {
+                r.query
+                    .as_ref()
+                    .map(|q| crate::collect::postgres::queries::UserQuery {
+                        rule_id: r.id.clone(),
+                        sql: q.sql.clone(),
+                        each_database: q.each_database,
+                    })
+            })
+            .collect()
+    }
 }
 
 #[derive(Deserialize)]
@@ -312,6 +418,16 @@ struct RawRule {
     requires: Vec<Spanned<String>>,
     #[serde(default)]
     params: toml::Table,
+    #[serde(default)]
+    query: Option<RawQuery>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuery {
+    sql: Spanned<String>,
+    #[serde(default)]
+    scope: Option<Spanned<String>>,
 }
 
 /// A source of rule files: the embedded pack or a user's folder.
@@ -674,6 +790,30 @@ fn validate(
             );
         }
     }
+    let has_query = raw.query.is_some();
+    let query = raw.query.as_ref().and_then(|q| {
+        let each_database = match q.scope.as_ref().map(|s| s.get_ref().as_str()) {
+            None | Some("cluster") => false,
+            Some("each_database") => true,
+            Some(other) => {
+                ctx.error(
+                    q.scope.as_ref().map_or(start, |s| s.span().start),
+                    format!("rule {id}: query.scope `{other}`: expected cluster or each_database"),
+                );
+                false
+            }
+        };
+        match check_query_sql(q.sql.get_ref()) {
+            Ok(sql) => Some(Query { sql, each_database }),
+            Err(e) => {
+                ctx.error(q.sql.span().start, format!("rule {id}: query.sql {e}"));
+                None
+            }
+        }
+    });
+    if query.is_some() {
+        sections.insert("queries".to_string());
+    }
     let test = test?;
     let rule = Rule {
         id: id.clone(),
@@ -694,6 +834,7 @@ fn validate(
         references: raw.references,
         params,
         sections,
+        query,
         location: ctx.at(start),
     };
     let mut sections = rule.sections.clone();
@@ -720,7 +861,14 @@ fn validate(
                 if key != "tune" {
                     sections.insert(root.clone());
                 }
-            } else if !BUILTIN_ROOTS.contains(&root.as_str()) {
+            } else if root == "rows" && !has_query {
+                ctx.error(
+                    start,
+                    format!(
+                        "rule {id}: {key}: reads `rows`, which only a rule with [rule.query] has"
+                    ),
+                );
+            } else if !BUILTIN_ROOTS.contains(&root.as_str()) && root != "rows" {
                 ctx.error(start, format!("rule {id}: {key}: unknown name `{root}` (fact sections are {}; also `now` and `params`)", SECTIONS.join(", ")));
             }
         }
@@ -841,6 +989,28 @@ pub fn load(extra_dirs: &[PathBuf]) -> Result<RulePack, LoadError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn query_sql_must_be_one_read_only_query() {
+        assert_eq!(check_query_sql("  SELECT 1 ;\n").as_deref(), Ok("SELECT 1"));
+        assert!(check_query_sql("-- why\n/* note */ with x as (select 1) select * from x").is_ok());
+        assert!(check_query_sql("VALUES (1)").is_ok());
+        assert!(check_query_sql("TABLE pg_roles").is_ok());
+        assert!(check_query_sql("SELECT ';', \"a;b\" -- c;\n /* d; */ FROM t").is_ok());
+        for bad in [
+            "DELETE FROM t",
+            "show all",
+            "",
+            "-- only a comment",
+            "SELECT 1; SELECT 2",
+        ] {
+            assert!(check_query_sql(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            check_query_sql("update t set a = 1").unwrap_err(),
+            "must be one read-only query starting with SELECT, WITH, VALUES or TABLE, not UPDATE"
+        );
+    }
+
     use super::*;
 
     fn verdict() -> Verdict {
