@@ -420,6 +420,8 @@ impl Ssh {
             "LogLevel=ERROR",
             "ControlMaster=no",
             "ControlPath=none",
+            // pgready's own command, not one from ssh_config.
+            "RemoteCommand=none",
         ] {
             cmd.args(["-o", o]);
         }
