@@ -570,3 +570,21 @@ fn broken_facts_and_rule_files_name_file_and_line() {
     assert!(err.contains("mine.toml:9:"), "{err}");
     assert!(err.contains("rule sec.team.no_trust: check:"), "{err}");
 }
+
+/// `pgready … | head` ends quietly when the reader goes away (SIGPIPE, as other Unix
+/// tools), never with a panic and a backtrace.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgready"))
+        .args(["rules", "list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(child.stdout.take()); // the reader is gone before anything is written
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?} {stderr}", out.status);
+}

@@ -83,6 +83,22 @@ pub fn show(r: &Rule, pack: &RulePack) -> String {
     if let Some(w) = &r.when {
         let _ = writeln!(out, "  applies when: {}", w.source.trim());
     }
+    if let Some(q) = &r.query {
+        let _ = writeln!(
+            out,
+            "  rows from its own query ({}, read-only):\n{}",
+            if q.each_database {
+                "in every database"
+            } else {
+                "once"
+            },
+            q.sql
+                .lines()
+                .map(|l| format!("    {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
     match &r.test {
         Test::Check(c) => {
             let _ = writeln!(out, "  passes when: {}", c.source.trim());
