@@ -324,14 +324,18 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The loop the remote shell runs (POSIX sh): one request per line, evaluated with its
 /// output captured, answered by a header and the captured bytes.
+/// It works in a private temporary folder (requests use absolute paths), so one `wc` gives
+/// both sizes.
 const REMOTE_LOOP: &str = r#"t=$(mktemp -d 2>/dev/null || { d=/tmp/pgready.$$; mkdir -m 700 "$d" && echo "$d"; }) || exit 97
 trap 'rm -rf "$t"' EXIT
 trap 'exit 1' HUP INT TERM
+cd "$t" || exit 97
 while IFS= read -r line; do
-  eval "$line" >"$t/o" 2>"$t/e" </dev/null
+  eval "$line" >o 2>e </dev/null
   rc=$?
-  printf '\001PGREADY %s %s %s\n' "$rc" "$(wc -c <"$t/o")" "$(wc -c <"$t/e")"
-  cat "$t/o" "$t/e"
+  set -- $(wc -c o e)
+  printf '\001PGREADY %s %s %s\n' "$rc" "$1" "$3"
+  cat o e
 done"#;
 
 /// One answer of the remote loop.
