@@ -559,10 +559,10 @@ impl Ssh {
         let user = self
             .target
             .user
-            .clone()
-            .unwrap_or_else(|| "the ssh_config user".to_string());
+            .as_ref()
+            .map_or_else(|| "the SSH user".to_string(), |u| format!("user {u}"));
         let hint = if msg.contains("Permission denied") {
-            format!("check the key for user {user}: ~/.ssh/config, or --ssh-option IdentityFile=…")
+            format!("check the key for {user}: ~/.ssh/config, or --ssh-option IdentityFile=…")
         } else if msg.contains("Host key verification failed")
             || msg.contains("REMOTE HOST IDENTIFICATION")
         {
