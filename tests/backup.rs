@@ -172,25 +172,17 @@ fn env() -> &'static Env {
 }
 
 fn setup() -> Env {
-    for (what, path) in [
+    common::require(&[
         (
             "PostgreSQL 15 (apt-get install postgresql-15)",
-            format!("{PG_BIN}/postgres"),
+            &format!("{PG_BIN}/postgres"),
         ),
         (
             "pgBackRest (apt-get install pgbackrest)",
-            "/usr/bin/pgbackrest".to_string(),
+            "/usr/bin/pgbackrest",
         ),
-        (
-            "faketime (apt-get install faketime)",
-            "/usr/bin/faketime".to_string(),
-        ),
-    ] {
-        assert!(
-            Path::new(&path).exists(),
-            "{what} is needed: {path} is missing"
-        );
-    }
+        ("faketime (apt-get install faketime)", "/usr/bin/faketime"),
+    ]);
     let owner = std::process::id().to_string();
     // Two clusters at once: the audited one and the one whose backups sit in `other`.
     let (a, b) = std::thread::scope(|s| {

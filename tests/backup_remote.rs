@@ -150,25 +150,17 @@ fn setup() -> Env {
         is_root(),
         "tests/backup_remote.rs needs root (network namespace, sshd, system users): run it as CI does, through .ci/run"
     );
-    for (what, path) in [
+    common::require(&[
         (
             "PostgreSQL 15 (apt-get install postgresql-15)",
-            format!("{PG_BIN}/postgres"),
+            &format!("{PG_BIN}/postgres"),
         ),
         (
             "pgBackRest (apt-get install pgbackrest)",
-            "/usr/bin/pgbackrest".to_string(),
+            "/usr/bin/pgbackrest",
         ),
-        (
-            "sshd (apt-get install openssh-server)",
-            "/usr/sbin/sshd".to_string(),
-        ),
-    ] {
-        assert!(
-            Path::new(&path).exists(),
-            "{what} is needed: {path} is missing"
-        );
-    }
+        ("sshd (apt-get install openssh-server)", "/usr/sbin/sshd"),
+    ]);
     // Under /var/tmp, not a private /tmp: the database and repository accounts enter it.
     let root = PathBuf::from(format!(
         "/var/tmp/pgready-backup-remote-{}",

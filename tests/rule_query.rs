@@ -248,13 +248,18 @@ references = ["https://www.postgresql.org/docs/18/sql-select.html"]
     )
 }
 
-fn load_error(text: &str) -> String {
+/// `pgready rules list --rules DIR`, with DIR holding `text`.
+fn rules_list(text: &str) -> std::process::Output {
     let dir = rules_dir(text);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgready"))
+    std::process::Command::new(env!("CARGO_BIN_EXE_pgready"))
         .args(["rules", "list", "--rules"])
         .arg(dir.path())
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn load_error(text: &str) -> String {
+    let out = rules_list(text);
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -290,15 +295,10 @@ fn queries_that_are_not_one_read_only_query_are_refused_at_load() {
         "{e}"
     );
     // `;` inside a string or a comment is fine, and so is a trailing one.
-    let ok = rules_dir(&one_rule(
+    let out = rules_list(&one_rule(
         "[rule.query]\nsql = \"SELECT ';' AS s -- a; comment\\n;\"",
         "size(rows) == 1",
     ));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgready"))
-        .args(["rules", "list", "--rules"])
-        .arg(ok.path())
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -371,3 +371,14 @@ pub fn recorded_b3(cfg: &Path, summary_has: &str, max_rpo_s: f64) -> pgready::co
     assert!((0.0..max_rpo_s).contains(&rpo), "rpo {rpo}");
     e
 }
+
+/// Panics naming the package to install when one of `tools` (what, path) is missing: a
+/// test that needs a real companion fails, it never skips.
+pub fn require(tools: &[(&str, &str)]) {
+    for (what, path) in tools {
+        assert!(
+            Path::new(path).exists(),
+            "{what} is needed: {path} is missing"
+        );
+    }
+}
