@@ -1781,7 +1781,7 @@ pub fn collect_log_shipping(req: &Request) -> Section {
     if !req.local {
         return Section::ok(json!({
             "inspected": false,
-            "reason": "server is remote: its host's processes were not inspected (host facts need SSH)",
+            "reason": "server is remote: its host's processes were not inspected (pgready looks for log shippers only among the processes of the machine it runs on, even with --host; run it on the database host, or record an evidence entry M5)",
             "agents": [],
             "syslog_daemons": [],
         }));
