@@ -11,15 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn json_report(out: &std::process::Output) -> Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not a JSON report ({e}):\n{stdout}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
+use common::json_report;
 
 fn audit_json(name: &str) -> (Value, Option<i32>) {
     let pg = common::cluster(name);

@@ -127,29 +127,14 @@ impl Env {
 
     /// The real pgready binary, with the cluster's password, from `cwd` (default: root).
     fn pgready(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgready"));
-        cmd.args(args).current_dir(&self.root).stdin(Stdio::null());
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("PG") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env("NO_COLOR", "1").env("PGPASSWORD", &self.password);
-        cmd.output().unwrap_or_else(|e| panic!("{e}"))
+        common::run_pgready(&self.root, Some(&self.password), args)
     }
 
     /// `pgready audit --format json` with the given extra arguments.
     fn audit(&self, extra: &[&str]) -> Value {
         let mut args = vec!["audit", self.uri.as_str(), "--format", "json"];
         args.extend_from_slice(extra);
-        let out = self.pgready(&args);
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "no JSON report ({e}): {}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
+        common::json_report(&self.pgready(&args))
     }
 
     fn main_conf(&self) -> PathBuf {

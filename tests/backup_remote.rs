@@ -96,15 +96,7 @@ impl Env {
 
     /// The real pgready binary, with the cluster's password, in the rig's folder.
     fn pgready(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgready"));
-        cmd.args(args).current_dir(&self.root).stdin(Stdio::null());
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("PG") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env("NO_COLOR", "1").env("PGPASSWORD", &self.password);
-        cmd.output().unwrap_or_else(|e| panic!("{e}"))
+        common::run_pgready(&self.root, Some(&self.password), args)
     }
 
     /// `pgready audit --format json` through the database host's pgBackRest file `conf`.
@@ -120,14 +112,7 @@ impl Env {
             conf,
         ];
         args.extend_from_slice(extra);
-        let out = self.pgready(&args);
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "no JSON report ({e}): {}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
+        common::json_report(&self.pgready(&args))
     }
 
     /// A copy of the database host's pgbackrest.conf without the lines `drop` matches.

@@ -86,15 +86,7 @@ impl Cluster {
     /// folder, so the hardened scenario's `pgready.toml` (evidence) is picked up as
     /// `./pgready.toml`; use absolute paths in `args`.
     pub fn pgready(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgready"));
-        cmd.args(args).current_dir(&self.dir).stdin(Stdio::null());
-        clean_pg_env(&mut cmd);
-        cmd.env("NO_COLOR", "1");
-        if let Some(pw) = &self.password {
-            cmd.env("PGPASSWORD", pw);
-        }
-        cmd.output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", env!("CARGO_BIN_EXE_pgready")))
+        run_pgready(&self.dir, self.password.as_deref(), args)
     }
 }
 
@@ -381,4 +373,30 @@ pub fn require(tools: &[(&str, &str)]) {
             "{what} is needed: {path} is missing"
         );
     }
+}
+
+/// Runs the real `pgready` binary with `args` in `cwd`: every `PG*` variable of the test
+/// process removed, `PGPASSWORD` set to `password` when given, `NO_COLOR=1`.
+pub fn run_pgready(cwd: &Path, password: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgready"));
+    cmd.args(args).current_dir(cwd).stdin(Stdio::null());
+    clean_pg_env(&mut cmd);
+    cmd.env("NO_COLOR", "1");
+    if let Some(pw) = password {
+        cmd.env("PGPASSWORD", pw);
+    }
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", env!("CARGO_BIN_EXE_pgready")))
+}
+
+/// The JSON report on stdout of a `pgready audit --format json` run (panics with stdout
+/// and stderr when there is none).
+pub fn json_report(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
