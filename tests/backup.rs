@@ -730,13 +730,7 @@ fn restore_test_restores_verifies_records_and_b3_passes() {
         "--set",
         &full,
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = ok(out, "pgready restore-test --set");
     assert!(
         stdout.contains(&format!("set {full} recovered to its consistent point")),
         "{stdout}"
@@ -1115,13 +1109,7 @@ fn barman_restore_test_recovers_verifies_records_and_b3_passes() {
     let mut set_args = args.clone();
     set_args.extend(["--set", newest.as_str()]);
     let out = env.pgready(&set_args);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = ok(out, "pgready restore-test --set");
     assert!(
         stdout.contains(&format!(
             "backup {newest} recovered to its consistent point"
